@@ -1,0 +1,125 @@
+"""Datasets for train.py / validate.py: ImageNet-style folders (checked up front) and the
+built-in `digits` data set (scikit-learn's 8x8 handwritten digits, no download)."""
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+from timm.data import ImageDataset, create_dataset
+
+_logger = logging.getLogger(__name__)
+
+BUILTIN_DATASETS = ('digits',)
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
+SPLIT_NAMES = {'train': ('train', 'training'), 'validation': ('val', 'validation', 'valid', 'eval', 'evaluation')}
+
+
+class DataError(ValueError):
+    """Bad data location or content; the message says what to fix."""
+
+
+class DigitsDataset:
+    """scikit-learn's handwritten digits (1,797 8x8 images, 10 classes) as RGB PIL images.
+
+    A fixed seeded split: 80% train, 20% validation. Images are upscaled by the loader's
+    transforms to the requested input size.
+    """
+    num_classes = 10
+
+    def __init__(self, split: str = 'train', transform=None, seed: int = 0):
+        from sklearn.datasets import load_digits
+        digits = load_digits()
+        order = np.random.RandomState(seed).permutation(len(digits.target))
+        n_train = int(0.8 * len(order))
+        index = order[:n_train] if _canonical_split(split) == 'train' else order[n_train:]
+        # 0..16 grey levels -> 0..255, replicated to RGB
+        self.images = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
+        self.targets = digits.target[index].astype(np.int64)
+        self.transform = transform
+        self.target_transform = None
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        img = Image.fromarray(self.images[index], mode='L').convert('RGB')
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.targets[index])
+
+
+class CheckedImageDataset(ImageDataset):
+    """timm's folder dataset, but an unreadable image stops with its path instead of being
+    skipped with a warning (a silently smaller data set changes the results)."""
+
+    def __getitem__(self, index):
+        path, target = self.reader[index][:2]
+        try:
+            img = Image.open(path)
+            img = img.convert(self.input_img_mode) if self.input_img_mode else img
+        except (OSError, ValueError) as e:
+            raise DataError(f'{path}: unreadable image ({e}); remove or replace the file') from None
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+def _canonical_split(split: str) -> str:
+    for canonical, names in SPLIT_NAMES.items():
+        if split in names or split == canonical:
+            return canonical
+    return split
+
+
+def find_split_dir(root: str, split: str) -> str:
+    """The folder of `split` under `root` (e.g. train/, val/ or validation/)."""
+    if not root:
+        raise DataError('no data directory given: pass the ImageNet-style folder (with train/ and val/) '
+                        'as the first argument or --data-dir, or use --dataset digits')
+    if not os.path.isdir(root):
+        raise DataError(f'data directory {root} does not exist: pass a folder with train/ and val/ class '
+                        'folders, or use --dataset digits')
+    for name in (split,) + SPLIT_NAMES.get(_canonical_split(split), ()):
+        if os.path.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    raise DataError(f'{root} has no {split} folder (looked for {", ".join(SPLIT_NAMES.get(_canonical_split(split), (split,)))}): '
+                    'an ImageNet-style layout is <root>/train/<class>/<image> and <root>/val/<class>/<image>')
+
+
+def check_class_folders(split_dir: str):
+    """Every class folder holds at least one image (a cheap scan: stops at the first image)."""
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    if not classes:
+        raise DataError(f'{split_dir} has no class folders: expected {split_dir}/<class>/<image>')
+    for name in classes:
+        folder = os.path.join(split_dir, name)
+        has_image = False
+        for _, _, files in os.walk(folder):
+            if any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
+                has_image = True
+                break
+        if not has_image:
+            raise DataError(f'class folder {folder} has no images: add images or remove the folder')
+
+
+def build_dataset(name: str, root: Optional[str], split: str, is_training: bool, **kwargs):
+    """A dataset for timm's create_loader: 'digits', an ImageNet-style folder ('' / 'folder')
+    or any timm dataset name (torch/..., hfds/..., wds/...)."""
+    if name == 'digits':
+        return DigitsDataset(split)
+    if name in ('', 'folder', 'imagefolder'):
+        split_dir = find_split_dir(root, split)
+        check_class_folders(split_dir)
+        return CheckedImageDataset(split_dir, **kwargs)
+    return create_dataset(name, root=root, split=split, is_training=is_training, **kwargs)
+
+
+def dataset_num_classes(dataset) -> Optional[int]:
+    if hasattr(dataset, 'num_classes'):
+        return dataset.num_classes
+    reader = getattr(dataset, 'reader', None)
+    class_to_idx = getattr(reader, 'class_to_idx', None)
+    return len(class_to_idx) if class_to_idx else None

@@ -1,0 +1,696 @@
+"""DFFormer, CDFFormer and GFFormer.
+
+"FFT-based Dynamic Token Mixer for Vision", Yuki Tatsunami and Masato Taki, AAAI 2024
+(https://arxiv.org/abs/2303.03932). MetaFormer models whose token mixer filters the rFFT2 of
+the (expanded) features with a per-image, per-channel mix of learned complex filter bases.
+
+State-dict names and shapes are those of the authors' release, so their checkpoints load strictly.
+Inside the stages tensors are channels-last (B, H, W, C), as in the original.
+
+Where this differs from the original code (outputs are equal within float32 round-off):
+- the FFTs run over the two innermost dims of a channels-first tensor, which pwconv1 writes
+  directly (a transposed matmul, no copy);
+- the per-image filter is one real matmul (routing weights x bases), not a complex einsum;
+- in float32, pwconv2 is applied to the filtered half spectrum before the inverse FFT (both
+  are real-linear, so they commute), so the inverse FFT transforms C rather than 2C channels;
+- filters are resized on the fly for any input size, as the authors did for dense tasks only.
+"""
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from timm.models._features_fx import register_notrace_function, register_notrace_module
+from timm.models._manipulate import adapt_input_conv, checkpoint_seq
+from timm.models import metaformer
+from timm.models.metaformer import MlpHead, Scale, SquaredReLU
+
+from .checkpoint import load_checkpoint
+
+__all__ = ['DFFormer', 'DFFormerDense', 'resize_filter_bases', 'checkpoint_filter_fn']
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectral helpers. Registered as FX leaves: they branch on tensor shapes and autocast state.
+
+@register_notrace_function
+def resize_filter_bases(bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Resize complex filter bases (h, w, K, 2) to (size[0], size[1], K, 2).
+
+    Bicubic with align_corners=True on the real and imaginary parts as channels, as the
+    authors' loader does for dense tasks. Returns `bases` itself when already at `size`.
+    """
+    h, w, k, _ = bases.shape
+    if h == size[0] and w == size[1]:
+        return bases
+    planes = bases.permute(2, 3, 0, 1).reshape(1, k * 2, h, w)
+    planes = F.interpolate(planes, size=size, mode='bicubic', align_corners=True)
+    return planes.reshape(k, 2, size[0], size[1]).permute(2, 3, 0, 1)
+
+
+def _autocast_enabled(x: Tensor) -> bool:
+    if torch.jit.is_scripting():
+        return False
+    return torch.is_autocast_enabled(x.device.type)
+
+
+@torch.jit.unused
+def _matmul_float32(a: Tensor, b: Tensor) -> Tensor:
+    with torch.autocast(a.device.type, enabled=False):
+        return torch.matmul(a.float(), b.float())
+
+
+@register_notrace_function
+def mix_filter_bases(routing: Tensor, bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Per-image complex filters (B, M, h, w) = sum_n routing[b, n, m] * bases[h, w, n].
+
+    routing: (B, N, M) softmax weights; bases: (h0, w0, N, 2). One real matmul; float32 even
+    under autocast, like the original's complex64 einsum.
+    """
+    bases = resize_filter_bases(bases, size)
+    num_bases = bases.shape[2]
+    bases = bases.permute(2, 0, 1, 3).reshape(num_bases, -1)  # (N, h * w * 2)
+    routing = routing.transpose(1, 2)  # (B, M, N)
+    if _autocast_enabled(routing):
+        filters = _matmul_float32(routing, bases)
+    else:
+        filters = torch.matmul(routing, bases)
+    return torch.view_as_complex(filters.view(routing.shape[0], routing.shape[1], size[0], size[1], 2))
+
+
+@register_notrace_function
+def global_filters(bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Static complex filters (M, h, w) from bases (h0, w0, M, 2)."""
+    bases = resize_filter_bases(bases, size)
+    return torch.view_as_complex(bases.permute(2, 0, 1, 3).contiguous())
+
+
+@register_notrace_function
+def filter_and_project(
+        x: Tensor, filters: Tensor, proj_weight: Tensor, out_dtype: torch.dtype,
+) -> Tensor:
+    """irFFT2(rFFT2(x) * filters) followed by the pointwise projection `proj_weight` (C, M).
+
+    x: (B, M, H, W) channels-first; returns (B, H, W, C) channels-last.
+    """
+    B, M, H, W = x.shape
+    spectrum = torch.fft.rfft2(x.float(), norm='ortho') * filters
+    if _autocast_enabled(x):
+        # Original order under autocast: inverse FFT in float32, projection in autocast precision.
+        y = torch.fft.irfft2(spectrum, s=(H, W), norm='ortho')
+        return F.linear(y.permute(0, 2, 3, 1), proj_weight)
+    # The projection is real-linear and so commutes with irFFT2: apply it to the half
+    # spectrum and inverse-transform C instead of M channels.
+    h, w = spectrum.shape[-2:]
+    spectrum = torch.view_as_real(spectrum).view(B, M, h * w * 2)
+    spectrum = torch.bmm(proj_weight.to(spectrum.dtype).expand(B, -1, -1), spectrum)
+    spectrum = torch.view_as_complex(spectrum.view(B, -1, h, w, 2))
+    y = torch.fft.irfft2(spectrum, s=(H, W), norm='ortho')
+    return y.permute(0, 2, 3, 1).to(out_dtype)
+
+
+def pointwise_to_channels_first(x: Tensor, weight: Tensor) -> Tensor:
+    """Linear over channels of (B, H, W, C) x, written channels-first as (B, M, H, W).
+
+    A batched matmul with a transposed operand: no permute copy before the FFT or conv.
+    """
+    B, H, W, C = x.shape
+    # bmm, not matmul: matmul would fold the batch and hand back a channels-last result.
+    return torch.bmm(weight.expand(B, -1, -1), x.reshape(B, H * W, C).transpose(1, 2)).view(B, -1, H, W)
+
+
+def pointwise_from_channels_first(x: Tensor, weight: Tensor) -> Tensor:
+    """Linear over channels of (B, M, H, W) x, written channels-last as (B, H, W, C)."""
+    B, M, H, W = x.shape
+    return torch.bmm(x.reshape(B, M, H * W).transpose(1, 2), weight.t().expand(B, -1, -1)).view(B, H, W, -1)
+
+
+@register_notrace_module  # FX leaf: branches on grad mode
+class StarReLU(metaformer.StarReLU):
+    """s * relu(x)**2 + b (timm's, same parameters). Without autograd it works in place on
+    one buffer: the activations are the largest tensors of the network."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or x.dtype != self.scale.dtype:  # (autocast promotes)
+            return self.scale * F.relu(x) ** 2 + self.bias
+        y = F.relu(x)
+        return y.mul_(y).mul_(self.scale).add_(self.bias)
+
+
+# ----------------------------------------------------------------------------------------------
+# Token mixers. All take and return channels-last (B, H, W, C).
+
+def _filter_shape(size: Tuple[int, int]) -> Tuple[int, int]:
+    """rFFT2 shape of an (H, W) feature map."""
+    return size[0], size[1] // 2 + 1
+
+
+class DynamicFilter(nn.Module):
+    """Dynamic filter: filters are a softmax-weighted mix of `num_filters` shared complex bases,
+    with weights predicted per image and channel from the globally pooled input."""
+
+    def __init__(
+            self,
+            dim: int,
+            expansion_ratio: float = 2,
+            reweight_expansion_ratio: float = .25,
+            act_layer=StarReLU,
+            num_filters: int = 4,
+            size: Union[int, Tuple[int, int]] = 14,
+    ):
+        super().__init__()
+        self.num_filters = num_filters
+        self.med_channels = int(expansion_ratio * dim)
+        self.pwconv1 = nn.Linear(dim, self.med_channels, bias=False)
+        self.act1 = act_layer()
+        self.reweight = Mlp(
+            dim, int(reweight_expansion_ratio * dim), num_filters * self.med_channels,
+            act_layer=StarReLU, bias=False,
+        )
+        self.complex_weights = nn.Parameter(
+            torch.randn(*_filter_shape(to_2tuple(size)), num_filters, 2) * 0.02)
+        self.pwconv2 = nn.Linear(self.med_channels, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, H, W, _ = x.shape
+        routing = self.reweight(x.mean(dim=(1, 2))).view(B, self.num_filters, -1).softmax(dim=1)
+        y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
+        filters = mix_filter_bases(routing, self.complex_weights, _filter_shape((H, W)))
+        return filter_and_project(y, filters, self.pwconv2.weight, x.dtype)
+
+
+class GlobalFilter(nn.Module):
+    """GFNet-style global filter: one learned complex filter per expanded channel."""
+
+    def __init__(
+            self,
+            dim: int,
+            expansion_ratio: float = 2,
+            act_layer=StarReLU,
+            size: Union[int, Tuple[int, int]] = 14,
+    ):
+        super().__init__()
+        self.med_channels = int(expansion_ratio * dim)
+        self.pwconv1 = nn.Linear(dim, self.med_channels, bias=False)
+        self.act1 = act_layer()
+        self.complex_weights = nn.Parameter(
+            torch.randn(*_filter_shape(to_2tuple(size)), self.med_channels, 2) * 0.02)
+        self.pwconv2 = nn.Linear(self.med_channels, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        H, W = x.shape[1:3]
+        y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
+        filters = global_filters(self.complex_weights, _filter_shape((H, W)))
+        return filter_and_project(y, filters, self.pwconv2.weight, x.dtype)
+
+
+class SepConv(nn.Module):
+    """Inverted separable convolution (MobileNetV2), the ConvFormer mixer used in CDFFormer."""
+
+    def __init__(
+            self,
+            dim: int,
+            expansion_ratio: float = 2,
+            act_layer=StarReLU,
+            kernel_size: int = 7,
+            **kwargs,
+    ):
+        super().__init__()
+        med_channels = int(expansion_ratio * dim)
+        self.pwconv1 = nn.Linear(dim, med_channels, bias=False)
+        self.act1 = act_layer()
+        self.dwconv = nn.Conv2d(
+            med_channels, med_channels, kernel_size, padding=kernel_size // 2, groups=med_channels, bias=False)
+        self.pwconv2 = nn.Linear(med_channels, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
+        y = self.dwconv(y)
+        return pointwise_from_channels_first(y, self.pwconv2.weight)
+
+
+class AFNO(nn.Module):
+    """Adaptive Fourier Neural Operator mixer (Guibas et al. 2022), the `_afno` ablation.
+
+    A block-diagonal two-layer complex MLP over channels at every frequency, then soft
+    shrinkage; weights w1, w2 (2, blocks, d, d) and biases b1, b2 (2, blocks, d) hold the real
+    (index 0) and imaginary (index 1) parts.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            expansion_ratio: float = 2,
+            act_layer=StarReLU,
+            num_blocks: int = 8,
+            sparsity_threshold: float = 0.01,
+            **kwargs,
+    ):
+        super().__init__()
+        self.med_channels = int(expansion_ratio * dim)
+        if self.med_channels % num_blocks:
+            raise ValueError(f'AFNO: {self.med_channels} channels do not split into {num_blocks} blocks')
+        self.num_blocks = num_blocks
+        self.sparsity_threshold = sparsity_threshold
+        block = self.med_channels // num_blocks
+        self.pwconv1 = nn.Linear(dim, self.med_channels, bias=False)
+        self.act1 = act_layer()
+        self.w1 = nn.Parameter(0.02 * torch.randn(2, num_blocks, block, block))
+        self.b1 = nn.Parameter(0.02 * torch.randn(2, num_blocks, block))
+        self.w2 = nn.Parameter(0.02 * torch.randn(2, num_blocks, block, block))
+        self.b2 = nn.Parameter(0.02 * torch.randn(2, num_blocks, block))
+        self.pwconv2 = nn.Linear(self.med_channels, dim, bias=False)
+
+    @staticmethod
+    def _complex_block_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """x (..., blocks, d) complex times block weights given as (2, blocks, d, d) real/imag."""
+        weight = torch.complex(weight[0], weight[1])
+        return torch.einsum('...ni,nio->...no', x, weight) + torch.complex(bias[0], bias[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, H, W, _ = x.shape
+        y = self.act1(self.pwconv1(x)).float()
+        spectrum = torch.fft.rfft2(y, dim=(1, 2), norm='ortho')
+        spectrum = spectrum.reshape(B, H, -1, self.num_blocks, self.med_channels // self.num_blocks)
+        hidden = self._complex_block_linear(spectrum, self.w1, self.b1)
+        hidden = torch.complex(F.relu(hidden.real), F.relu(hidden.imag))
+        out = torch.view_as_real(self._complex_block_linear(hidden, self.w2, self.b2))
+        out = torch.view_as_complex(F.softshrink(out, lambd=self.sparsity_threshold))
+        out = torch.fft.irfft2(out.reshape(B, H, -1, self.med_channels), s=(H, W), dim=(1, 2), norm='ortho')
+        return self.pwconv2((out + y).to(x.dtype))
+
+
+TOKEN_MIXERS = dict(
+    dynamic_filter=DynamicFilter,
+    global_filter=GlobalFilter,
+    sepconv=SepConv,
+    afno=AFNO,
+)
+ACTIVATIONS = dict(star_relu=StarReLU, gelu=nn.GELU, relu=nn.ReLU)
+
+
+# ----------------------------------------------------------------------------------------------
+# Network
+
+def _layer_norm(dim: int, bias: bool = False) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=1e-6, bias=bias)
+
+
+class Downsampling(nn.Module):
+    """Stem (image -> conv 7x7/4 -> norm) or stage transition (norm -> conv 3x3/2); NHWC out."""
+
+    def __init__(self, in_chs: int, out_chs: int, stem: bool):
+        super().__init__()
+        self.pre_permute = not stem  # stage transitions take NHWC
+        self.pre_norm = nn.Identity() if stem else _layer_norm(in_chs)
+        if stem:
+            self.conv = nn.Conv2d(in_chs, out_chs, kernel_size=7, stride=4, padding=2)
+        else:
+            self.conv = nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=2, padding=1)
+        self.post_norm = _layer_norm(out_chs) if stem else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pre_norm(x)
+        if self.pre_permute:
+            # A channels_last view: the conv keeps that memory format, so the permute
+            # back to NHWC below is contiguous again.
+            x = x.permute(0, 3, 1, 2)
+        return self.post_norm(self.conv(x).permute(0, 2, 3, 1))
+
+
+class MetaFormerBlock(nn.Module):
+    """x = r1(x) + mixer(norm1(x)); x = r2(x) + mlp(norm2(x)), with optional residual scales."""
+
+    def __init__(
+            self,
+            dim: int,
+            token_mixer: nn.Module,
+            act_layer=StarReLU,
+            mlp_ratio: float = 4,
+            drop: float = 0.,
+            drop_path: float = 0.,
+            res_scale_init_value: Optional[float] = None,
+    ):
+        super().__init__()
+        self.norm1 = _layer_norm(dim)
+        self.token_mixer = token_mixer
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.res_scale1 = Scale(dim, res_scale_init_value, use_nchw=False) if res_scale_init_value else nn.Identity()
+        self.norm2 = _layer_norm(dim)
+        self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer=act_layer, bias=False, drop=drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.res_scale2 = Scale(dim, res_scale_init_value, use_nchw=False) if res_scale_init_value else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.res_scale1(x) + self.drop_path1(self.token_mixer(self.norm1(x)))
+        x = self.res_scale2(x) + self.drop_path2(self.mlp(self.norm2(x)))
+        return x
+
+
+def _per_stage(value, num_stages: int) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value] * num_stages
+
+
+class DFFormer(nn.Module):
+    """MetaFormer with FFT-based token mixers (DFFormer, CDFFormer, GFFormer and ablations).
+
+    Args:
+        depths, dims: blocks and channels of the four stages.
+        token_mixers: per stage (or one for all), a key of TOKEN_MIXERS.
+        mixer_kwargs: overrides of the mixer defaults (e.g. num_filters, reweight_expansion_ratio).
+        act_layer: 'star_relu', 'gelu' or 'relu': first activation of the mixer and of the MLP.
+        img_size: input size the frequency filters are built for; other sizes resize them.
+        res_scale_init_values: per stage, init of the residual scales (None: no scale).
+        drop_rate: dropout in the MLP head; proj_drop_rate: dropout in the channel MLPs.
+    """
+
+    def __init__(
+            self,
+            in_chans: int = 3,
+            num_classes: int = 1000,
+            global_pool: str = 'avg',
+            depths: Sequence[int] = (3, 3, 9, 3),
+            dims: Sequence[int] = (64, 128, 320, 512),
+            token_mixers: Union[str, Sequence[str]] = 'dynamic_filter',
+            mixer_kwargs: Optional[Dict] = None,
+            act_layer: str = 'star_relu',
+            img_size: Union[int, Tuple[int, int]] = 224,
+            mlp_ratio: float = 4,
+            res_scale_init_values: Sequence[Optional[float]] = (None, None, 1.0, 1.0),
+            drop_rate: float = 0.,
+            proj_drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
+            **kwargs,
+    ):
+        super().__init__()
+        if global_pool not in ('avg', ''):
+            raise ValueError(f"global_pool must be 'avg' or '' (got {global_pool!r})")
+        num_stages = len(depths)
+        token_mixers = _per_stage(token_mixers, num_stages)
+        unknown = sorted(set(token_mixers) - set(TOKEN_MIXERS))
+        if unknown:
+            raise ValueError(f'unknown token mixer(s) {unknown}; choose from {sorted(TOKEN_MIXERS)}')
+        if act_layer not in ACTIVATIONS:
+            raise ValueError(f'unknown act_layer {act_layer!r}; choose from {sorted(ACTIVATIONS)}')
+        act = ACTIVATIONS[act_layer]
+        img_size = to_2tuple(img_size)
+
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.dims = list(dims)
+        self.img_size = img_size
+        self.num_features = self.head_hidden_size = dims[-1]
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+
+        self.downsample_layers = nn.ModuleList(
+            [Downsampling(([in_chans] + list(dims))[i], dims[i], stem=i == 0) for i in range(num_stages)])
+        dp_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        res_scales = _per_stage(res_scale_init_values, num_stages)
+        self.stages = nn.ModuleList()
+        self.feature_info = []
+        cur = 0
+        for i in range(num_stages):
+            stride = 2 ** (i + 2)
+            mixer = partial(
+                TOKEN_MIXERS[token_mixers[i]], act_layer=act, **(mixer_kwargs or {}),
+                **({'size': (img_size[0] // stride, img_size[1] // stride)}
+                   if token_mixers[i] in ('dynamic_filter', 'global_filter') else {}),
+            )
+            self.stages.append(nn.Sequential(*[
+                MetaFormerBlock(
+                    dims[i], mixer(dims[i]), act_layer=act, mlp_ratio=mlp_ratio, drop=proj_drop_rate,
+                    drop_path=dp_rates[cur + j], res_scale_init_value=res_scales[i])
+                for j in range(depths[i])
+            ]))
+            cur += depths[i]
+            self.feature_info.append(dict(num_chs=dims[i], reduction=stride, module=f'stages.{i}'))
+
+        self._build_head(num_classes)
+        self.apply(self._init_weights)
+
+    def _build_head(self, num_classes: int):
+        self.norm = nn.LayerNorm(self.num_features, eps=1e-6)
+        self.head = MlpHead(
+            self.num_features, num_classes, act_layer=SquaredReLU, norm_layer=nn.LayerNorm,
+            drop_rate=self.drop_rate) if num_classes > 0 else nn.Identity()
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        # The authors' recipe decays every tensor of 2+ dims (the filter bases included) and no
+        # 1-dim tensor; timm's param_groups_weight_decay skips 1-dim tensors by itself.
+        return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False):
+        return dict(
+            stem=r'^downsample_layers\.0',
+            blocks=r'^stages\.(\d+)' if coarse else [
+                (r'^downsample_layers\.(\d+)', (0,)),  # with the stage it feeds
+                (r'^stages\.(\d+)\.(\d+)', None),
+                (r'^norm', (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True):
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc2 if isinstance(self.head, MlpHead) else self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+        if global_pool is not None:
+            if global_pool not in ('avg', ''):
+                raise ValueError(f"global_pool must be 'avg' or '' (got {global_pool!r})")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        device = self.norm.weight.device
+        self.head = MlpHead(
+            self.num_features, num_classes, act_layer=SquaredReLU, norm_layer=nn.LayerNorm,
+            drop_rate=self.drop_rate).to(device) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            self.head.apply(self._init_weights)
+
+    def _run_stages(self, x: Tensor, last: int = -1) -> List[Tensor]:
+        """Outputs (NHWC) of stages 0..last (all when last < 0)."""
+        outs = []
+        for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
+            if last < 0 or i <= last:  # (TorchScript unrolls this loop: no `break`)
+                x = down(x)
+                if self.grad_checkpointing and not torch.jit.is_scripting():
+                    x = checkpoint_seq(stage, x)
+                else:
+                    x = stage(x)
+                outs.append(x)
+        return outs
+
+    def forward_intermediates(
+            self,
+            x: Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
+        """Stage outputs (NCHW) at `indices` (last n if int, all if None) and, unless
+        intermediates_only, the final features as forward_features returns them."""
+        assert output_fmt in ('NCHW', 'NHWC'), 'output_fmt must be NCHW or NHWC'
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        outs = self._run_stages(x, max_index if stop_early or intermediates_only else -1)
+        intermediates = [
+            outs[i].permute(0, 3, 1, 2) if output_fmt == 'NCHW' else outs[i] for i in take_indices]
+        if intermediates_only:
+            return intermediates
+        return outs[-1].permute(0, 3, 1, 2), intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ):
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[:max_index + 1]
+        self.downsample_layers = self.downsample_layers[:max_index + 1]
+        if prune_head or max_index < len(self.dims) - 1:
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Unpooled final features, NCHW."""
+        return self._run_stages(x)[-1].permute(0, 3, 1, 2)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.global_pool == 'avg':
+            x = self.norm(x.mean(dim=(2, 3)))
+            return x if pre_logits else self.head(x)
+        # No pooling: normalise and classify every position.
+        x = self.norm(x.permute(0, 2, 3, 1))
+        return (x if pre_logits else self.head(x)).permute(0, 3, 1, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @torch.jit.ignore
+    def load_pretrained(self, path: str):
+        """Called by timm for `pretrained=True` (pretrained_cfg custom_load)."""
+        new_classifier = self.num_classes != self.pretrained_cfg.get('num_classes', self.num_classes)
+        load_checkpoint(
+            self, path, filter_fn=checkpoint_filter_fn, allow_missing=('head.fc2.',) if new_classifier else ())
+
+
+class DFFormerDense(DFFormer):
+    """The same network as a backbone for dense prediction.
+
+    Returns the NCHW outputs of the stages in `out_indices`, each normalised by `norm{i}`
+    (LayerNorm with bias). With stage0_output_norm=False, norm0 is an identity (RetinaNet
+    starts its FPN at stage 1, so that norm would get no gradient).
+    """
+
+    def __init__(
+            self,
+            out_indices: Sequence[int] = (0, 1, 2, 3),
+            stage0_output_norm: bool = True,
+            **kwargs,
+    ):
+        kwargs.pop('num_classes', None)
+        super().__init__(num_classes=0, **kwargs)
+        del self.norm, self.head
+        self.out_indices = tuple(out_indices)
+        for i, dim in enumerate(self.dims):
+            keep = i in self.out_indices and (i > 0 or stage0_output_norm)
+            self.add_module(f'norm{i}', nn.LayerNorm(dim, eps=1e-6) if keep else nn.Identity())
+
+    def _build_head(self, num_classes: int):
+        self.norm = self.head = nn.Identity()
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        outs = self._run_stages(x, max(self.out_indices))
+        norms = [self.norm0, self.norm1, self.norm2, self.norm3]
+        return [norms[i](outs[i]).permute(0, 3, 1, 2) for i in self.out_indices]
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: nn.Module) -> Dict[str, Tensor]:
+    """Adapt an authors' or our own state_dict to `model`.
+
+    Filter bases are resized to the model's filter size (its `img_size`); the stem is adapted
+    to `in_chans`; classifier weights are dropped when the class count differs, and head/norm
+    when the model has none (a dense backbone).
+    """
+    own = model.state_dict()
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith('module.'):
+            k = k[len('module.'):]
+        if k not in own:
+            if k.startswith(('head.', 'norm.')):
+                continue  # a classifier checkpoint loaded into a dense backbone
+            out[k] = v  # left for the strict load to report
+            continue
+        if k.endswith('complex_weights') and v.ndim == 4 and v.shape != own[k].shape:
+            v = resize_filter_bases(v, tuple(own[k].shape[:2]))
+        elif k == 'downsample_layers.0.conv.weight' and v.shape[1] != own[k].shape[1]:
+            v = adapt_input_conv(own[k].shape[1], v)  # timm's rule for in_chans != 3
+        elif k.startswith('head.fc2.') and v.shape != own[k].shape:
+            continue  # another class count: keep the random classifier
+        out[k] = v.contiguous()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Model zoo
+
+_SIZES = {
+    's18': dict(depths=(3, 3, 9, 3), dims=(64, 128, 320, 512)),
+    's36': dict(depths=(3, 12, 18, 3), dims=(64, 128, 320, 512)),
+    'm36': dict(depths=(3, 12, 18, 3), dims=(96, 192, 384, 576)),
+    'b36': dict(depths=(3, 12, 18, 3), dims=(128, 256, 512, 768)),
+}
+_CONV_THEN_DYNAMIC = ('sepconv', 'sepconv', 'dynamic_filter', 'dynamic_filter')
+
+# name -> (size, extra constructor args): the whole zoo in one table.
+MODEL_ARCHS = {
+    **{f'dfformer_{s}': (s, dict(token_mixers='dynamic_filter')) for s in _SIZES},
+    **{f'cdfformer_{s}': (s, dict(token_mixers=_CONV_THEN_DYNAMIC)) for s in _SIZES},
+    'gfformer_s18': ('s18', dict(token_mixers='global_filter')),
+    'dfformer_s18_k2': ('s18', dict(token_mixers='dynamic_filter', mixer_kwargs=dict(num_filters=2))),
+    'dfformer_s18_d8': ('s18', dict(token_mixers='dynamic_filter', mixer_kwargs=dict(reweight_expansion_ratio=.125))),
+    'dfformer_s18_gelu': ('s18', dict(token_mixers='dynamic_filter', act_layer='gelu')),
+    'dfformer_s18_relu': ('s18', dict(token_mixers='dynamic_filter', act_layer='relu')),
+    'dfformer_s18_afno': ('s18', dict(token_mixers='afno')),
+}
+
+RELEASE_URL = 'https://github.com/okojoalg/dfformer/releases/download/weights/{}.pth'
+RELEASED = [f'{family}_{s}' for family in ('dfformer', 'cdfformer') for s in _SIZES]
+
+
+def arch_args(name: str) -> Dict:
+    """Constructor arguments of a zoo model (used by the dense backbones too)."""
+    if name not in MODEL_ARCHS:
+        raise ValueError(f'unknown DFFormer model {name!r}; choose from {sorted(MODEL_ARCHS)}')
+    size, extra = MODEL_ARCHS[name]
+    return dict(**_SIZES[size], **extra)
+
+
+def _cfg(url: str = '', **kwargs) -> Dict:
+    return {
+        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 1.0, 'interpolation': 'bicubic', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'downsample_layers.0.conv', 'classifier': 'head.fc2',
+        'license': 'apache-2.0', 'paper_ids': 'arXiv:2303.03932',
+        # our load_pretrained: weights_only load, filter resizing, clear errors
+        'custom_load': True,
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    name: _cfg(RELEASE_URL.format(name) if name in RELEASED else '') for name in MODEL_ARCHS
+})
+
+
+def _create_dfformer(variant: str, pretrained: bool = False, **kwargs) -> DFFormer:
+    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+    if kwargs.get('pretrained_cfg_overlay'):
+        # A local file or mirror holds the same formats: keep our loader (timm resets custom_load).
+        kwargs['pretrained_cfg_overlay'] = {'custom_load': True, **kwargs['pretrained_cfg_overlay']}
+    return build_model_with_cfg(
+        DFFormer, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **{**arch_args(variant), **kwargs},
+    )
+
+
+def _register(name: str):
+    def fn(pretrained: bool = False, **kwargs) -> DFFormer:
+        return _create_dfformer(name, pretrained=pretrained, **kwargs)
+    fn.__name__ = name
+    fn.__qualname__ = name
+    fn.__module__ = __name__
+    fn.__doc__ = f'{name} ({MODEL_ARCHS[name][0].upper()}), FFT-based token mixer (arXiv 2303.03932).'
+    return register_model(fn)
+
+
+for _name in MODEL_ARCHS:
+    globals()[_name] = _register(_name)

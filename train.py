@@ -1,0 +1,484 @@
+#!/usr/bin/env python3
+"""ImageNet training of DFFormer / CDFFormer with timm (the authors' recipe and flags).
+
+    ./distributed_train.sh 8 /path/to/imagenet --model dfformer_s18 -b 128 -j 8 --opt adamw \
+        --epochs 300 --sched cosine --native-amp --img-size 224 --drop-path 0.2 --lr 1e-3 \
+        --weight-decay 0.05 --aa rand-m9-mstd0.5-inc1 --smoothing 0.1 --mixup 0.8 --cutmix 1.0 \
+        --reprob 0.25 --warmup-lr 1e-6 --warmup-epochs 20 --experiment DFFormer --task-name dfformer_s18
+    python train.py --dataset digits --model dfformer_s18 --img-size 64 ...   # built-in data, CPU
+
+A thin driver over timm's data pipeline, mixup, losses, optimizers, schedulers, EMA, checkpoint
+saver and distributed helpers. Defaults not set by the command above are those of the authors'
+script (timm 0.5.4: min-lr 1e-5, 10 cooldown epochs, random train interpolation, EMA decay 0.9998).
+Outputs go to <output>/<experiment>/: args.yaml, summary.csv, last/model_best/top-N checkpoints.
+"""
+import argparse
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timm  # noqa: E402
+from timm import utils  # noqa: E402
+from timm.data import FastCollateMixup, Mixup, create_loader, resolve_data_config  # noqa: E402
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa: E402
+from timm.optim import create_optimizer_v2, optimizer_kwargs  # noqa: E402
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs  # noqa: E402
+
+import models  # noqa: E402,F401  (registers the models)
+from classification_data import DataError, build_dataset, dataset_num_classes  # noqa: E402
+from models.checkpoint import CheckpointError, load_checkpoint, read_state_dict  # noqa: E402
+from models.dfformer import checkpoint_filter_fn  # noqa: E402
+
+_logger = logging.getLogger('train')
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    g = p.add_argument_group('data')
+    g.add_argument('data', nargs='?', default=None, help='ImageNet-style folder with train/ and val/')
+    g.add_argument('--data-dir', default=None, help='same as the positional data folder')
+    g.add_argument('--dataset', '-d', default='', help="'' (folder), 'digits' (built-in) or a timm dataset name")
+    g.add_argument('--train-split', default='train')
+    g.add_argument('--val-split', default='validation')
+    g.add_argument('--class-map', default='')
+    g = p.add_argument_group('model')
+    g.add_argument('--model', default='dfformer_s18')
+    g.add_argument('--pretrained', action='store_true')
+    g.add_argument('--initial-checkpoint', default='', help='initialise the model weights from this file')
+    g.add_argument('--resume', default='', help='resume model, optimizer, scaler, EMA and epoch from this checkpoint')
+    g.add_argument('--no-resume-opt', action='store_true')
+    g.add_argument('--num-classes', type=int, default=None, help='default: the data set class count')
+    g.add_argument('--img-size', type=int, default=None)
+    g.add_argument('--input-size', type=int, nargs=3, default=None, metavar=('C', 'H', 'W'))
+    g.add_argument('--crop-pct', type=float, default=None)
+    g.add_argument('--mean', type=float, nargs='+', default=None)
+    g.add_argument('--std', type=float, nargs='+', default=None)
+    g.add_argument('--interpolation', default='')
+    g.add_argument('-b', '--batch-size', type=int, default=128, help='per process')
+    g.add_argument('-vb', '--validation-batch-size', type=int, default=None)
+    g.add_argument('--grad-checkpointing', action='store_true')
+    g.add_argument('--channels-last', action='store_true')
+    g.add_argument('--torchcompile', nargs='?', const='inductor', default=None)
+    g = p.add_argument_group('optimizer')
+    g.add_argument('--opt', default='sgd')
+    g.add_argument('--opt-eps', type=float, default=None)
+    g.add_argument('--opt-betas', type=float, nargs='+', default=None)
+    g.add_argument('--momentum', type=float, default=0.9)
+    g.add_argument('--weight-decay', type=float, default=2e-5)
+    g.add_argument('--clip-grad', type=float, default=None)
+    g.add_argument('--clip-mode', default='norm')
+    g.add_argument('--layer-decay', type=float, default=None)
+    g = p.add_argument_group('schedule')
+    g.add_argument('--sched', default='cosine')
+    g.add_argument('--sched-on-updates', action='store_true')
+    g.add_argument('--lr', type=float, default=0.05)
+    g.add_argument('--lr-noise', type=float, nargs='+', default=None)
+    g.add_argument('--lr-noise-pct', type=float, default=0.67)
+    g.add_argument('--lr-noise-std', type=float, default=1.0)
+    g.add_argument('--lr-cycle-mul', type=float, default=1.0)
+    g.add_argument('--lr-cycle-decay', type=float, default=0.5)
+    g.add_argument('--lr-cycle-limit', type=int, default=1)
+    g.add_argument('--lr-k-decay', type=float, default=1.0)
+    g.add_argument('--warmup-lr', type=float, default=1e-4)
+    g.add_argument('--min-lr', type=float, default=1e-5)
+    g.add_argument('--epochs', type=int, default=300)
+    g.add_argument('--decay-epochs', type=float, default=100)
+    g.add_argument('--decay-milestones', type=int, nargs='+', default=[90, 180, 270])
+    g.add_argument('--warmup-epochs', type=int, default=3)
+    g.add_argument('--warmup-prefix', action='store_true')
+    g.add_argument('--cooldown-epochs', type=int, default=10)
+    g.add_argument('--patience-epochs', type=int, default=10)
+    g.add_argument('--decay-rate', '--dr', type=float, default=0.1)
+    g = p.add_argument_group('augmentation and regularisation')
+    g.add_argument('--no-aug', action='store_true')
+    g.add_argument('--scale', type=float, nargs='+', default=[0.08, 1.0])
+    g.add_argument('--ratio', type=float, nargs='+', default=[3. / 4., 4. / 3.])
+    g.add_argument('--hflip', type=float, default=0.5)
+    g.add_argument('--vflip', type=float, default=0.)
+    g.add_argument('--color-jitter', type=float, default=0.4)
+    g.add_argument('--aa', default=None, help='e.g. rand-m9-mstd0.5-inc1 (RandAugment)')
+    g.add_argument('--reprob', type=float, default=0.)
+    g.add_argument('--remode', default='pixel')
+    g.add_argument('--recount', type=int, default=1)
+    g.add_argument('--mixup', type=float, default=0.)
+    g.add_argument('--cutmix', type=float, default=0.)
+    g.add_argument('--cutmix-minmax', type=float, nargs='+', default=None)
+    g.add_argument('--mixup-prob', type=float, default=1.0)
+    g.add_argument('--mixup-switch-prob', type=float, default=0.5)
+    g.add_argument('--mixup-mode', default='batch')
+    g.add_argument('--mixup-off-epoch', type=int, default=0)
+    g.add_argument('--smoothing', type=float, default=0.1)
+    g.add_argument('--train-interpolation', default='random')
+    g.add_argument('--drop', '--head-dropout', dest='drop', type=float, default=0., help='MLP-head dropout')
+    g.add_argument('--drop-path', type=float, default=None)
+    g = p.add_argument_group('EMA')
+    g.add_argument('--model-ema', action='store_true')
+    g.add_argument('--model-ema-force-cpu', action='store_true')
+    g.add_argument('--model-ema-decay', type=float, default=0.9998)
+    g = p.add_argument_group('run')
+    g.add_argument('--seed', type=int, default=42)
+    g.add_argument('--log-interval', type=int, default=50)
+    g.add_argument('--recovery-interval', type=int, default=0)
+    g.add_argument('--checkpoint-hist', type=int, default=10)
+    g.add_argument('-j', '--workers', type=int, default=4)
+    g.add_argument('--amp', '--native-amp', dest='amp', action='store_true', help='mixed precision (autocast)')
+    g.add_argument('--amp-dtype', default='float16', choices=['float16', 'bfloat16'])
+    g.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    g.add_argument('--pin-mem', action='store_true')
+    g.add_argument('--no-prefetcher', action='store_true')
+    g.add_argument('--output', default='./output/train')
+    g.add_argument('--experiment', default='')
+    g.add_argument('--task-name', default='', help='run name for loggers (wandb); default: the experiment')
+    g.add_argument('--eval-metric', default='top1')
+    g.add_argument('--log-wandb', action='store_true')
+    g.add_argument('--dist-backend', default=None)
+    g.add_argument('--dist-url', default=None)
+    g.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    g.add_argument('--max-steps-per-epoch', type=int, default=0, help=argparse.SUPPRESS)  # smoke tests
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.data and args.data_dir and args.data != args.data_dir:
+        parser.error('give the data folder once (positional or --data-dir)')
+    args.data_dir = args.data_dir or args.data
+    if not timm.is_model(args.model):
+        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
+    return args
+
+
+def _summary_rows_before(path: str, epoch: int):
+    """Keep summary.csv rows of epochs < `epoch` (a resumed run writes the later ones again)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if int(r['epoch']) < epoch]
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(keep)
+    os.replace(tmp, path)
+
+
+class AtomicCheckpointSaver(utils.CheckpointSaver):
+    """timm's saver, but a checkpoint file is only ever replaced by a complete one (write to a
+    temp file, fsync, rename; links go to a temp name first), and `args` is stored as a plain
+    dict so checkpoints load with weights_only=True."""
+
+    def _replace(self, src, dst):
+        os.replace(src, dst)
+
+    def _duplicate(self, src, dst):
+        tmp = dst + '.tmp'
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            import shutil
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+
+    def _save(self, save_path, epoch, metric=None):
+        state = {
+            'epoch': epoch,
+            'arch': self.args['model'],
+            'args': self.args,
+            'state_dict': utils.get_state_dict(self.model, self.unwrap_fn),
+            'optimizer': self.optimizer.state_dict(),
+            'version': 2,
+            'saver': self.state_dict(epoch, metric),
+        }
+        if self.amp_scaler is not None:
+            state[self.amp_scaler.state_dict_key] = self.amp_scaler.state_dict()
+        if self.model_ema is not None:
+            state['state_dict_ema'] = utils.get_state_dict(self.model_ema, self.unwrap_fn)
+        if metric is not None:
+            state['metric'] = metric
+        with open(save_path, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _plain_args(args) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+
+
+def create_model(args, num_classes: int) -> nn.Module:
+    model = timm.create_model(
+        args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
+        drop_path_rate=args.drop_path or 0., img_size=args.input_size[1:] if args.input_size else (args.img_size or 224),
+    )
+    if args.initial_checkpoint:
+        load_checkpoint(model, args.initial_checkpoint, filter_fn=checkpoint_filter_fn)
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_scheduler, saver, amp_autocast,
+                    loss_scaler, model_ema, mixup_fn):
+    if args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
+        if args.prefetcher and loader.mixup_enabled:
+            loader.mixup_enabled = False
+        elif mixup_fn is not None:
+            mixup_fn.mixup_enabled = False
+    model.train()
+    losses, batch_time, data_time = utils.AverageMeter(), utils.AverageMeter(), utils.AverageMeter()
+    num_batches = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
+    num_updates = epoch * num_batches
+    end = time.time()
+    for step, (input, target) in enumerate(loader):
+        if step >= num_batches:
+            break
+        data_time.update(time.time() - end)
+        if not args.prefetcher:
+            input, target = input.to(device), target.to(device)
+            if mixup_fn is not None:
+                input, target = mixup_fn(input, target)
+        if args.channels_last:
+            input = input.contiguous(memory_format=torch.channels_last)
+        with amp_autocast():
+            loss = loss_fn(model(input), target)
+        if not math.isfinite(loss.item()):
+            raise NonFiniteLossError(
+                f'loss is {loss.item()} at epoch {epoch} step {step}: lower --lr, add --clip-grad or check the data; '
+                'the last checkpoint is intact')
+        optimizer.zero_grad(set_to_none=True)
+        if loss_scaler is not None:
+            loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
+                        parameters=model.parameters())
+        else:
+            loss.backward()
+            if args.clip_grad is not None:
+                utils.dispatch_clip_grad(model.parameters(), value=args.clip_grad, mode=args.clip_mode)
+            optimizer.step()
+        if model_ema is not None:
+            model_ema.update(model, step=num_updates)
+        num_updates += 1
+        losses.update(loss.item(), input.size(0))
+        batch_time.update(time.time() - end)
+        last = step + 1 == num_batches
+        if last or step % args.log_interval == 0:
+            lr = sum(g['lr'] for g in optimizer.param_groups) / len(optimizer.param_groups)
+            eta = batch_time.avg * (num_batches - step - 1)
+            if utils.is_primary(args):
+                _logger.info(
+                    f'Train: {epoch} [{step:>4d}/{num_batches} ({100. * (step + 1) / num_batches:>3.0f}%)]  '
+                    f'Loss: {losses.val:#.3g} ({losses.avg:#.3g})  '
+                    f'{input.size(0) * args.world_size / batch_time.val:>7.2f}/s  LR: {lr:.3e}  '
+                    f'Data: {data_time.val:.3f} ({data_time.avg:.3f})  ETA epoch: {eta:.0f}s')
+        if saver is not None and args.recovery_interval and (last or (step + 1) % args.recovery_interval == 0):
+            saver.save_recovery(epoch, batch_idx=step)
+        if lr_scheduler is not None:
+            lr_scheduler.step_update(num_updates=num_updates, metric=losses.avg)
+        end = time.time()
+    if args.distributed:
+        loss_avg = utils.reduce_tensor(torch.tensor([losses.avg], device=device), args.world_size).item()
+    else:
+        loss_avg = losses.avg
+    return {'loss': loss_avg}
+
+
+def validate(model, loader, loss_fn, args, device, amp_autocast, log_suffix=''):
+    losses, top1, top5 = utils.AverageMeter(), utils.AverageMeter(), utils.AverageMeter()
+    model.eval()
+    with torch.no_grad():
+        for step, (input, target) in enumerate(loader):
+            if not args.prefetcher:
+                input, target = input.to(device), target.to(device)
+            if args.channels_last:
+                input = input.contiguous(memory_format=torch.channels_last)
+            with amp_autocast():
+                output = model(input)
+                loss = loss_fn(output, target)
+            acc1, acc5 = utils.accuracy(output, target, topk=(1, min(5, output.shape[-1])))
+            if args.distributed:
+                loss = utils.reduce_tensor(loss.data, args.world_size)
+                acc1 = utils.reduce_tensor(acc1, args.world_size)
+                acc5 = utils.reduce_tensor(acc5, args.world_size)
+            losses.update(loss.item(), input.size(0))
+            top1.update(acc1.item(), output.size(0))
+            top5.update(acc5.item(), output.size(0))
+    metrics = {'loss': losses.avg, 'top1': top1.avg, 'top5': top5.avg}
+    if utils.is_primary(args):
+        _logger.info(f'Test{log_suffix}: Loss {losses.avg:>7.4f}  Acc@1 {top1.avg:>7.3f}  Acc@5 {top5.avg:>7.3f}')
+    return metrics
+
+
+def main(argv=None):
+    utils.setup_default_logging()
+    args = parse_args(argv)
+    args.prefetcher = not args.no_prefetcher
+    device = utils.init_distributed_device(args)
+    if args.device == 'cpu' or not str(device).startswith('cuda'):
+        args.prefetcher = False  # timm's prefetcher streams to CUDA
+    utils.random_seed(args.seed, args.rank)
+
+    # data first: its errors are the commonest and its class count sets the model's
+    dataset_train = build_dataset(args.dataset, args.data_dir, args.train_split, is_training=True)
+    dataset_eval = build_dataset(args.dataset, args.data_dir, args.val_split, is_training=False)
+    if args.num_classes is None:
+        args.num_classes = dataset_num_classes(dataset_train) or 1000
+    model = create_model(args, args.num_classes)
+    if utils.is_primary(args):
+        _logger.info(f'Model {args.model} created, param count: {sum(p.numel() for p in model.parameters())}')
+    data_config = resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args))
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
+    amp_autocast, loss_scaler = nullcontext, None
+    if args.amp:
+        amp_dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' or device.type == 'cpu' else torch.float16
+        amp_autocast = lambda: torch.autocast(device.type, dtype=amp_dtype)  # noqa: E731
+        if amp_dtype == torch.float16:
+            loss_scaler = utils.NativeScaler(device=device.type)
+        if utils.is_primary(args):
+            _logger.info(f'Mixed precision: autocast {amp_dtype}' + (' with loss scaling' if loss_scaler else ''))
+
+    resume_epoch = None
+    if args.resume:
+        read_state_dict(args.resume)  # one-line error for an unreadable or foreign file
+        resume_epoch = timm.models.resume_checkpoint(
+            model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
+            loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
+
+    model_ema = None
+    if args.model_ema:
+        model_ema = utils.ModelEmaV3(model, decay=args.model_ema_decay,
+                                     device='cpu' if args.model_ema_force_cpu else None)
+        if args.resume:
+            load_checkpoint(model_ema.module, args.resume, use_ema=True)
+
+    if args.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == 'cuda' else None)
+    if args.torchcompile:
+        model = torch.compile(model, backend=args.torchcompile)
+
+    collate_fn, mixup_fn = None, None
+    if args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None:
+        mixup_args = dict(
+            mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+            prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+            label_smoothing=args.smoothing, num_classes=args.num_classes)
+        if args.prefetcher:
+            collate_fn = FastCollateMixup(**mixup_args)
+        else:
+            mixup_fn = Mixup(**mixup_args)
+    loader_train = create_loader(
+        dataset_train, input_size=data_config['input_size'], batch_size=args.batch_size, is_training=True,
+        no_aug=args.no_aug, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        scale=args.scale, ratio=args.ratio, hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
+        auto_augment=args.aa, interpolation=args.train_interpolation, mean=data_config['mean'],
+        std=data_config['std'], num_workers=args.workers, distributed=args.distributed, collate_fn=collate_fn,
+        pin_memory=args.pin_mem, device=device, use_prefetcher=args.prefetcher)
+    loader_eval = create_loader(
+        dataset_eval, input_size=data_config['input_size'], batch_size=args.validation_batch_size or args.batch_size,
+        is_training=False, interpolation=data_config['interpolation'], mean=data_config['mean'],
+        std=data_config['std'], num_workers=args.workers, distributed=args.distributed,
+        crop_pct=data_config['crop_pct'], pin_memory=args.pin_mem, device=device, use_prefetcher=args.prefetcher)
+
+    if mixup_fn is not None or collate_fn is not None:
+        train_loss_fn = SoftTargetCrossEntropy()
+    elif args.smoothing:
+        train_loss_fn = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
+    else:
+        train_loss_fn = nn.CrossEntropyLoss()
+    train_loss_fn, validate_loss_fn = train_loss_fn.to(device), nn.CrossEntropyLoss().to(device)
+
+    updates_per_epoch = len(loader_train) if not args.max_steps_per_epoch else min(
+        len(loader_train), args.max_steps_per_epoch)
+    lr_scheduler, num_epochs = create_scheduler_v2(
+        optimizer, **scheduler_kwargs(args), updates_per_epoch=updates_per_epoch)
+    start_epoch = resume_epoch or 0
+    if lr_scheduler is not None and start_epoch > 0:
+        if args.sched_on_updates:
+            lr_scheduler.step_update(start_epoch * updates_per_epoch)
+        else:
+            lr_scheduler.step(start_epoch)
+
+    saver, output_dir = None, None
+    eval_metric = args.eval_metric
+    if utils.is_primary(args):
+        experiment = args.experiment or '-'.join([time.strftime('%Y%m%d-%H%M%S'), args.model])
+        output_dir = utils.get_outdir(args.output, experiment)
+        saver = AtomicCheckpointSaver(
+            model=model, optimizer=optimizer, args=_plain_args(args), model_ema=model_ema, amp_scaler=loss_scaler,
+            checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=eval_metric == 'loss',
+            max_history=args.checkpoint_hist)
+        if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
+            saver.load_state_dict_from_checkpoint(args.resume)
+        with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
+            yaml.safe_dump(_plain_args(args), f, default_flow_style=False)
+        _summary_rows_before(os.path.join(output_dir, 'summary.csv'), start_epoch)
+        _logger.info(f'Training {args.model} for {num_epochs} epochs (incl. cooldown) from epoch {start_epoch}, '
+                     f'{updates_per_epoch} steps per epoch; output in {output_dir}')
+        if args.log_wandb:
+            import wandb
+            wandb.init(project=args.experiment or None, name=args.task_name or None, config=_plain_args(args))
+
+    best_metric, best_epoch = None, None
+    for epoch in range(start_epoch, num_epochs):
+        if args.distributed and hasattr(loader_train.sampler, 'set_epoch'):
+            loader_train.sampler.set_epoch(epoch)
+        train_metrics = train_one_epoch(
+            epoch, model, loader_train, optimizer, train_loss_fn, args, device, lr_scheduler, saver,
+            amp_autocast, loss_scaler, model_ema, mixup_fn)
+        eval_metrics = validate(model, loader_eval, validate_loss_fn, args, device, amp_autocast)
+        if model_ema is not None and not args.model_ema_force_cpu:
+            eval_metrics = validate(model_ema, loader_eval, validate_loss_fn, args, device, amp_autocast,
+                                    log_suffix=' (EMA)')
+        if lr_scheduler is not None:
+            lr_scheduler.step(epoch + 1, eval_metrics[eval_metric])
+        if output_dir is not None:
+            lrs = [g['lr'] for g in optimizer.param_groups]
+            # summary first: a run killed before the checkpoint below repeats this epoch, and the
+            # resume drops this row again (_summary_rows_before)
+            utils.update_summary(
+                epoch, train_metrics, eval_metrics, filename=os.path.join(output_dir, 'summary.csv'),
+                lr=sum(lrs) / len(lrs), write_header=epoch == 0 or not os.path.exists(
+                    os.path.join(output_dir, 'summary.csv')) or os.path.getsize(
+                    os.path.join(output_dir, 'summary.csv')) == 0, log_wandb=args.log_wandb)
+        if saver is not None:
+            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[eval_metric])
+    if best_metric is not None:
+        _logger.info(f'*** Best metric: {best_metric} (epoch {best_epoch})')
+    if args.distributed:
+        torch.distributed.destroy_process_group()
+    return best_metric
+
+
+def cli(argv=None):
+    try:
+        main(argv)
+    except (DataError, CheckpointError, NonFiniteLossError) as e:
+        logging.getLogger('train').error(f'error: {e}')
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    cli()
