@@ -54,12 +54,14 @@ class CheckedImageDataset(ImageDataset):
     skipped with a warning (a silently smaller data set changes the results)."""
 
     def __getitem__(self, index):
-        path, target = self.reader[index][:2]
+        file, target = self.reader[index][:2]
         try:
-            img = Image.open(path)
+            img = Image.open(file)
             img = img.convert(self.input_img_mode) if self.input_img_mode else img
         except (OSError, ValueError) as e:
-            raise DataError(f'{path}: unreadable image ({e}); remove or replace the file') from None
+            path = self.reader.filename(index, absolute=True)
+            reason = str(e).split(' <')[0]  # PIL appends the file object's repr
+            raise DataError(f'{path}: unreadable image ({reason}); remove or replace the file') from None
         if self.transform is not None:
             img = self.transform(img)
         if self.target_transform is not None:

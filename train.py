@@ -328,7 +328,8 @@ def validate(model, loader, loss_fn, args, device, amp_autocast, log_suffix=''):
 
 
 def main(argv=None):
-    utils.setup_default_logging()
+    if not logging.getLogger().handlers:  # (main() may run more than once in a process)
+        utils.setup_default_logging()
     args = parse_args(argv)
     args.prefetcher = not args.no_prefetcher
     device = utils.init_distributed_device(args)

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Evaluate checkpoints (the authors' released .pth files or our .pth.tar training checkpoints).
+
+    python validate.py /path/to/imagenet --model dfformer_s18 --checkpoint dfformer_s18.pth
+    python validate.py --dataset digits --model dfformer_s18 --img-size 32 \
+        --checkpoint output/train/digits/model_best.pth.tar --results-file r.json
+    ./distributed_validate.sh 8 /path/to/imagenet --model dfformer_s18 --pretrained
+
+--checkpoint may be a folder: every *.pth / *.pth.tar / *.safetensors in it is evaluated.
+"""
+import argparse
+import csv
+import glob
+import json
+import logging
+import os
+import sys
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timm  # noqa: E402
+from timm import utils  # noqa: E402
+from timm.data import create_loader, resolve_data_config  # noqa: E402
+
+import models  # noqa: E402,F401
+from classification_data import DataError, build_dataset, dataset_num_classes  # noqa: E402
+from models.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from models.dfformer import checkpoint_filter_fn  # noqa: E402
+from train import validate as evaluate  # noqa: E402
+
+_logger = logging.getLogger('validate')
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('data', nargs='?', default=None, help='ImageNet-style folder (its val/ split is used)')
+    p.add_argument('--data-dir', default=None)
+    p.add_argument('--dataset', '-d', default='', help="'' (folder), 'digits' or a timm dataset name")
+    p.add_argument('--split', default='validation')
+    p.add_argument('--model', '-m', default='dfformer_s18')
+    p.add_argument('--checkpoint', default='', help='a checkpoint file or a folder of them')
+    p.add_argument('--pretrained', action='store_true', help="the authors' released weights")
+    p.add_argument('--use-ema', action='store_true', help='evaluate the EMA weights of a training checkpoint')
+    p.add_argument('--num-classes', type=int, default=None)
+    p.add_argument('--img-size', type=int, default=None)
+    p.add_argument('--input-size', type=int, nargs=3, default=None)
+    p.add_argument('--crop-pct', type=float, default=None)
+    p.add_argument('--mean', type=float, nargs='+', default=None)
+    p.add_argument('--std', type=float, nargs='+', default=None)
+    p.add_argument('--interpolation', default='')
+    p.add_argument('-b', '--batch-size', type=int, default=256)
+    p.add_argument('-j', '--workers', type=int, default=4)
+    p.add_argument('--amp', '--native-amp', dest='amp', action='store_true')
+    p.add_argument('--amp-dtype', default='float16', choices=['float16', 'bfloat16'])
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--pin-mem', action='store_true')
+    p.add_argument('--no-prefetcher', action='store_true')
+    p.add_argument('--results-file', default='')
+    p.add_argument('--results-format', default='json', choices=['json', 'csv'])
+    p.add_argument('--dist-backend', default=None)
+    p.add_argument('--dist-url', default=None)
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def checkpoint_files(path: str):
+    if os.path.isdir(path):
+        files = sorted(f for ext in ('*.pth', '*.pth.tar', '*.safetensors') for f in glob.glob(os.path.join(path, ext)))
+        if not files:
+            raise CheckpointError(f'{path}: folder holds no .pth, .pth.tar or .safetensors checkpoints')
+        return files
+    return [path]
+
+
+def main(argv=None):
+    if not logging.getLogger().handlers:  # (main() may run more than once in a process)
+        utils.setup_default_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.data_dir = args.data_dir or args.data
+    if not timm.is_model(args.model):
+        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
+    args.prefetcher = not args.no_prefetcher
+    device = utils.init_distributed_device(args)
+    if device.type != 'cuda':
+        args.prefetcher = False
+
+    dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False)
+    num_classes = args.num_classes or dataset_num_classes(dataset) or 1000
+    img_size = args.input_size[1:] if args.input_size else (args.img_size or 224)
+    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=img_size)
+    model.to(device).eval()
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    param_count = sum(p.numel() for p in model.parameters())
+    data_config = resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args))
+    loader = create_loader(
+        dataset, input_size=data_config['input_size'], batch_size=args.batch_size, is_training=False,
+        interpolation=data_config['interpolation'], mean=data_config['mean'], std=data_config['std'],
+        num_workers=args.workers, crop_pct=data_config['crop_pct'], pin_memory=args.pin_mem, device=device,
+        use_prefetcher=args.prefetcher, distributed=args.distributed)
+    amp_autocast = nullcontext
+    if args.amp:
+        amp_dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' or device.type == 'cpu' else torch.float16
+        amp_autocast = lambda: torch.autocast(device.type, dtype=amp_dtype)  # noqa: E731
+
+    results = []
+    for ckpt in checkpoint_files(args.checkpoint) if args.checkpoint else [None]:
+        if ckpt:
+            load_checkpoint(model, ckpt, filter_fn=checkpoint_filter_fn, use_ema=args.use_ema)
+        metrics = evaluate(model, loader, nn.CrossEntropyLoss().to(device), args, device, amp_autocast)
+        results.append(dict(
+            model=args.model, checkpoint=ckpt or ('pretrained' if args.pretrained else 'random'),
+            top1=round(metrics['top1'], 4), top1_err=round(100 - metrics['top1'], 4),
+            top5=round(metrics['top5'], 4), top5_err=round(100 - metrics['top5'], 4),
+            loss=round(metrics['loss'], 6), param_count=round(param_count / 1e6, 3),
+            img_size=data_config['input_size'][-1], crop_pct=data_config['crop_pct'],
+            interpolation=data_config['interpolation']))
+    if utils.is_primary(args):
+        for r in results:
+            _logger.info(f"{r['checkpoint']}: top1 {r['top1']:.3f}  top5 {r['top5']:.3f}")
+        if args.results_file:
+            write_results(results, args.results_file, args.results_format)
+        print(f'--result\n{json.dumps(results[0] if len(results) == 1 else results, indent=4)}')
+    if args.distributed:
+        torch.distributed.destroy_process_group()
+    return results
+
+
+def write_results(results, path, fmt):
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        if fmt == 'json':
+            json.dump(results[0] if len(results) == 1 else results, f, indent=4)
+        else:
+            writer = csv.DictWriter(f, fieldnames=list(results[0].keys()))
+            writer.writeheader()
+            writer.writerows(results)
+    os.replace(tmp, path)
+
+
+def cli(argv=None):
+    try:
+        main(argv)
+    except (DataError, CheckpointError) as e:
+        logging.getLogger('validate').error(f'error: {e}')
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    cli()
