@@ -1,0 +1,6 @@
+_base_ = [
+    '../_base_/models/mask_rcnn_dfformer.py', 'mmdet::_base_/datasets/coco_instance.py',
+    '../_base_/schedules/adamw_1x.py', 'mmdet::_base_/default_runtime.py'
+]
+# COCO 1333x800 with flip, batch 2 per GPU (x 8 GPUs)
+model = dict(backbone=dict(arch='dfformer_s18'), neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,15 @@
+# Semantic FPN (mmseg's) with a DFFormer backbone: filters built for 512x512 ADE20K crops,
+# ImageNet weights from the authors' release (filters resized to 512 at load).
+_base_ = 'mmseg::_base_/models/fpn_r50.py'
+custom_imports = dict(imports=['models.mm_backbone'], allow_failed_imports=False)
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='DFFormerBackbone',
+        arch='dfformer_s18',
+        img_size=512,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint='release')),
+    neck=dict(in_channels=[64, 128, 320, 512], out_channels=256, num_outs=4),
+    decode_head=dict(channels=128, num_classes=150))
