@@ -41,10 +41,10 @@ def parse_args(argv=None):
     p.add_argument('--sweep', action='store_true',
                    help='resolution sweep of the S18 models against convformer_s18 and caformer_s18')
     p.add_argument('--img-size', type=int, nargs='+', default=None, help='input sizes (default 224)')
-    p.add_argument('--batch-size', type=int, default=8, help='inference batch size')
-    p.add_argument('--train-batch-size', type=int, default=4, help='training-step batch size')
-    p.add_argument('--repeats', type=int, default=5, help='round-robin rounds (median is reported)')
-    p.add_argument('--iters', type=int, default=2, help='timed iterations per round')
+    p.add_argument('--batch-size', type=int, default=None, help='inference batch size (8; sweep: 1)')
+    p.add_argument('--train-batch-size', type=int, default=None, help='training-step batch size (4; sweep: 1)')
+    p.add_argument('--repeats', type=int, default=None, help='round-robin rounds, median reported (5; sweep: 2)')
+    p.add_argument('--iters', type=int, default=None, help='timed iterations per round (2; sweep: 1)')
     p.add_argument('--no-train', action='store_true', help='inference only')
     p.add_argument('--compile', action='store_true', help='torch.compile every model')
     p.add_argument('--channels-last', action='store_true')
@@ -60,6 +60,9 @@ def parse_args(argv=None):
         extra = [b for b in BASELINES if b not in args.models]
         args.models = extra + [m for m in args.models if m not in extra]
         args.baseline = args.baseline if args.baseline in args.models else BASELINES[0]
+    for name, single, sweep in (('batch_size', 8, 1), ('train_batch_size', 4, 1), ('repeats', 5, 2), ('iters', 2, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, sweep if args.sweep else single)
     args.models = args.models or ['dfformer_s18', 'cdfformer_s18']
     if args.baseline and args.baseline not in args.models:
         args.models = [args.baseline] + args.models

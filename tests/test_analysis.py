@@ -1,0 +1,72 @@
+"""benchmark.py (sweep, CSV, plots), the MAC counter and the filter visualisation."""
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import benchmark
+import visualize_filters
+from models.dfformer import DynamicFilter
+from models.flops import count_macs
+
+
+def test_sweep_writes_csv_and_plots(tmp_path):
+    csv_path = tmp_path / 'sweep.csv'
+    benchmark.main(['--sweep', '--models', 'dfformer_s18', '--baseline', 'convformer_s18', '--img-size', '32', '64',
+                    '--csv', str(csv_path), '--plot-dir', str(tmp_path)])
+    rows = list(csv.DictReader(open(csv_path)))
+    models = {r['model'] for r in rows}
+    assert models == {'dfformer_s18', 'convformer_s18', 'caformer_s18'}
+    assert len(rows) == 3 * 2 * 2  # models x sizes x (infer, train)
+    for r in rows:
+        assert float(r['img_per_sec']) > 0 and float(r['peak_mem_mb']) >= 0
+        if r['model'] == 'convformer_s18':
+            assert float(r['speed_ratio']) == 1.0
+    for name in ('throughput_vs_resolution.png', 'memory_vs_resolution.png'):
+        assert Image.open(tmp_path / name).size[0] > 500
+
+
+def test_benchmark_unknown_model_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(['--models', 'dfformer_s99'])
+    assert "unknown model(s) ['dfformer_s99']" in capsys.readouterr().err
+
+
+def test_mac_counter_matches_hand_count():
+    torch.manual_seed(0)
+    C, H, W, N = 8, 6, 10, 4
+    M, h, w = 2 * C, H, W // 2 + 1
+    mixer = DynamicFilter(C, num_filters=N, size=(H, W))
+    n = H * W
+    fft = lambda signals: 4 * signals * n / 2 * math.log2(n) / 2  # noqa: E731 (real-sided transform)
+    expected = (
+        C * (C // 4) + (C // 4) * N * M     # reweight MLP
+        + H * W * C * M                     # pwconv1
+        + fft(M)                            # rFFT2 of the M expanded channels
+        + M * N * h * w * 2                 # routing x bases (real matmul)
+        + 4 * M * h * w                     # complex product with the filter
+        + C * M * h * w * 2                 # pwconv2 on the half spectrum
+        + fft(C)                            # irFFT2 of the C output channels
+    )
+    macs, _ = count_macs(mixer, inputs=torch.randn(1, H, W, C))
+    assert macs == pytest.approx(expected, abs=2)
+
+
+def test_linear_and_conv_counts():
+    assert count_macs(torch.nn.Linear(8, 16), inputs=torch.randn(1, 8))[0] == 128
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    assert count_macs(conv, 5)[0] == 5 * 5 * 4 * 3 * 9
+
+
+def test_visualisation_writes_png(tmp_path):
+    image = tmp_path / 'img.png'
+    pixels = np.zeros((90, 120, 3), np.uint8)
+    pixels[20:70, 30:90] = (220, 120, 40)
+    Image.fromarray(pixels).save(image)
+    for name in ('dfformer_s18', 'gfformer_s18'):
+        out = tmp_path / f'{name}.png'
+        visualize_filters.main(['--model', name, '--image', str(image), '--img-size', '64', '--out', str(out)])
+        assert Image.open(out).size[1] > 600  # a row per filtering stage
