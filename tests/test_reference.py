@@ -69,3 +69,21 @@ def test_full_model_names_shapes_counts(name):
 
 def test_zoo_is_complete():
     assert set(FULL) == set(MODEL_ARCHS)
+
+
+def test_autocast_keeps_fft_and_filters_float32():
+    from models.dfformer import mix_filter_bases
+    fixture = load_fixture('cls_dynamic')
+    model = build_from_spec(fixture['spec']).eval()
+    model.load_state_dict(fixture['state_dict'])
+    routing = torch.softmax(torch.randn(2, 4, 32), dim=1)
+    with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
+        assert mix_filter_bases(routing, torch.randn(8, 5, 4, 2), (8, 5)).dtype == torch.complex64
+        out = model(fixture['input'])
+    ref = fixture['outputs'][0]
+    assert torch.isfinite(out).all()
+    assert (out.float() - ref).abs().max() / ref.abs().max() < 0.05  # bf16 matmuls, float32 FFTs
+    model.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(fixture['input']).float().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
