@@ -35,6 +35,7 @@ class _DictAction(argparse.Action):
 
 def _load_config(args, default_scope: str):
     from mmengine.config import Config
+    _register_cpu_ddp()
     if not osp.isfile(args.config):
         raise SystemExit(f'error: config {args.config} does not exist')
     cfg = Config.fromfile(args.config)
@@ -46,9 +47,27 @@ def _load_config(args, default_scope: str):
     if not torch.cuda.is_available():
         # NCCL needs GPUs; gloo runs distributed jobs on CPU.
         cfg.env_cfg = {**cfg.get('env_cfg', {}), 'dist_cfg': {'backend': 'gloo'}}
+        if args.launcher == 'pytorch':
+            # mmengine 0.10.7's pytorch launcher calls torch.cuda.set_device and gives DDP a CUDA
+            # device id: on CPU start gloo here (mmengine then skips its init) and use a CPU wrapper.
+            if not torch.distributed.is_initialized():
+                torch.distributed.init_process_group(backend='gloo')
+            cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel', broadcast_buffers=False)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return cfg
+
+
+def _register_cpu_ddp():
+    from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+    from mmengine.registry import MODEL_WRAPPERS
+
+    @MODEL_WRAPPERS.register_module(force=True)
+    class CPUDistributedDataParallel(MMDistributedDataParallel):
+        """mmengine's DDP wrapper for gloo on CPU: no device ids, and SyncBN (CUDA-only) back to BN."""
+
+        def __init__(self, module, device_ids=None, **kwargs):
+            super().__init__(module=revert_sync_batchnorm(module), device_ids=None, **kwargs)
 
 
 @contextmanager

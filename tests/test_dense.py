@@ -176,11 +176,11 @@ def test_segmentation_train_resume_test_tools(tmp_path):
     config = tmp_path / 'tiny_fpn.py'
     config.write_text(SEG_TINY.format(base=os.path.join(ROOT, 'segmentation/configs/fpn/dfformer_s18_fpn.py')))
     work = tmp_path / 'work_dir'
-    # the authors' command form, through torchrun (one gloo process here)
+    # the authors' command form, through torchrun: 2 gloo processes on CPU
     result = subprocess.run(
-        ['bash', os.path.join(ROOT, 'segmentation/tools/dist_train.sh'), str(config), '1', '--work-dir', str(work),
+        ['bash', os.path.join(ROOT, 'segmentation/tools/dist_train.sh'), str(config), '2', '--work-dir', str(work),
          '--seed', '42', '--deterministic', '--cfg-options', 'model.backbone.init_cfg=None'],
-        cwd=tmp_path, env={**ENV, 'PYTHON': sys.executable, 'MASTER_PORT': str(29600 + os.getpid() % 1000)},
+        cwd=tmp_path, env={**ENV, 'OMP_NUM_THREADS': '1', 'PYTHON': sys.executable, 'MASTER_PORT': str(29600 + os.getpid() % 1000)},
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert (work / 'iter_4.pth').exists()
