@@ -1,5 +1,5 @@
 """The checks of timm's own model test-suite (tests/test_models.py in timm's source), applied to
-every model of the zoo, at the input sizes that suite uses. Nothing is excluded."""
+every model of the zoo, at the input sizes that suite uses (TorchScript and FX included)."""
 import math
 
 import pytest
@@ -12,9 +12,6 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 from models import MODEL_ARCHS, arch_args
 
 MODELS = sorted(MODEL_ARCHS)
-# A representative subset for the slowest checks (scripting / tracing compile each model):
-# every mixer and activation type appears.
-MIXER_KINDS = ['dfformer_s18', 'cdfformer_s18', 'gfformer_s18', 'dfformer_s18_afno', 'dfformer_s18_gelu']
 
 
 def _input_size(model, target):
@@ -93,7 +90,7 @@ def test_features_only(name):
         assert out.shape[3] <= math.ceil(size[2] / reduction) + 1
 
 
-@pytest.mark.parametrize('name', MIXER_KINDS)
+@pytest.mark.parametrize('name', MODELS)
 def test_forward_intermediates(name):
     model = timm.create_model(name).eval()
     x = torch.randn(1, *_input_size(model, 96))
@@ -106,7 +103,7 @@ def test_forward_intermediates(name):
         assert torch.allclose(model.forward_intermediates(x)[0], final, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('name', MIXER_KINDS)
+@pytest.mark.parametrize('name', MODELS)
 def test_torchscript(name):
     with timm.set_scriptable(True):
         model = timm.create_model(name).eval()
@@ -116,7 +113,7 @@ def test_torchscript(name):
         assert torch.allclose(scripted(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('name', MIXER_KINDS)
+@pytest.mark.parametrize('name', MODELS)
 def test_fx_forward_exact(name):
     model = timm.create_model(name).eval()
     x = torch.randn(1, *_input_size(model, 128))
@@ -126,7 +123,7 @@ def test_fx_forward_exact(name):
     assert torch.equal(fx_out, out)
 
 
-@pytest.mark.parametrize('name', MIXER_KINDS)
+@pytest.mark.parametrize('name', MODELS)
 def test_fx_backward(name):
     model = _fx_model(timm.create_model(name, num_classes=42).train(), train=True)
     out = tuple(model(torch.randn(2, 3, 128, 128)).values())[0]
