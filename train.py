@@ -47,7 +47,6 @@ class NonFiniteLossError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = p.add_argument
     g = p.add_argument_group('data')
     g.add_argument('data', nargs='?', default=None, help='ImageNet-style folder with train/ and val/')
     g.add_argument('--data-dir', default=None, help='same as the positional data folder')
@@ -158,9 +157,35 @@ def parse_args(argv=None):
     if args.data and args.data_dir and args.data != args.data_dir:
         parser.error('give the data folder once (positional or --data-dir)')
     args.data_dir = args.data_dir or args.data
-    if not timm.is_model(args.model):
-        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
+    check_model_name(parser, args.model)
     return args
+
+
+# Shared with validate.py
+
+def check_model_name(parser: argparse.ArgumentParser, name: str):
+    if not timm.is_model(name):
+        parser.error(f'unknown model {name!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
+
+
+def setup_device(args) -> torch.device:
+    """Distributed init (torchrun, SLURM, MPI) and the device; timm's prefetcher streams to CUDA only."""
+    device = utils.init_distributed_device(args)
+    args.prefetcher = not args.no_prefetcher and device.type == 'cuda'
+    return device
+
+
+def model_img_size(args):
+    """The input size the model's filters are built for: --input-size, --img-size or 224."""
+    return args.input_size[1:] if args.input_size else (args.img_size or 224)
+
+
+def amp_autocast_for(args, device: torch.device):
+    """(autocast context factory, dtype or None): fp16 on CUDA unless --amp-dtype bfloat16; bf16 on CPU."""
+    if not args.amp:
+        return nullcontext, None
+    dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' or device.type == 'cpu' else torch.float16
+    return (lambda: torch.autocast(device.type, dtype=dtype)), dtype
 
 
 def _summary_rows_before(path: str, epoch: int):
@@ -228,7 +253,7 @@ def _plain_args(args) -> dict:
 def create_model(args, num_classes: int) -> nn.Module:
     model = timm.create_model(
         args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
-        drop_path_rate=args.drop_path or 0., img_size=args.input_size[1:] if args.input_size else (args.img_size or 224),
+        drop_path_rate=args.drop_path or 0., img_size=model_img_size(args),
     )
     if args.initial_checkpoint:
         load_checkpoint(model, args.initial_checkpoint, filter_fn=checkpoint_filter_fn)
@@ -331,10 +356,7 @@ def main(argv=None):
     if not logging.getLogger().handlers:  # (main() may run more than once in a process)
         utils.setup_default_logging()
     args = parse_args(argv)
-    args.prefetcher = not args.no_prefetcher
-    device = utils.init_distributed_device(args)
-    if args.device == 'cpu' or not str(device).startswith('cuda'):
-        args.prefetcher = False  # timm's prefetcher streams to CUDA
+    device = setup_device(args)
     utils.random_seed(args.seed, args.rank)
 
     # data first: its errors are the commonest and its class count sets the model's
@@ -351,14 +373,10 @@ def main(argv=None):
         model.to(memory_format=torch.channels_last)
 
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
-    amp_autocast, loss_scaler = nullcontext, None
-    if args.amp:
-        amp_dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' or device.type == 'cpu' else torch.float16
-        amp_autocast = lambda: torch.autocast(device.type, dtype=amp_dtype)  # noqa: E731
-        if amp_dtype == torch.float16:
-            loss_scaler = utils.NativeScaler(device=device.type)
-        if utils.is_primary(args):
-            _logger.info(f'Mixed precision: autocast {amp_dtype}' + (' with loss scaling' if loss_scaler else ''))
+    amp_autocast, amp_dtype = amp_autocast_for(args, device)
+    loss_scaler = utils.NativeScaler(device=device.type) if amp_dtype == torch.float16 else None
+    if amp_dtype is not None and utils.is_primary(args):
+        _logger.info(f'Mixed precision: autocast {amp_dtype}' + (' with loss scaling' if loss_scaler else ''))
 
     resume_epoch = None
     if args.resume:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
@@ -29,6 +28,7 @@ import models  # noqa: E402,F401
 from classification_data import DataError, build_dataset, dataset_num_classes  # noqa: E402
 from models.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from models.dfformer import checkpoint_filter_fn  # noqa: E402
+from train import amp_autocast_for, check_model_name, model_img_size, setup_device  # noqa: E402
 from train import validate as evaluate  # noqa: E402
 
 _logger = logging.getLogger('validate')
@@ -82,17 +82,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.data_dir = args.data_dir or args.data
-    if not timm.is_model(args.model):
-        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
-    args.prefetcher = not args.no_prefetcher
-    device = utils.init_distributed_device(args)
-    if device.type != 'cuda':
-        args.prefetcher = False
+    check_model_name(parser, args.model)
+    device = setup_device(args)
 
     dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False)
     num_classes = args.num_classes or dataset_num_classes(dataset) or 1000
-    img_size = args.input_size[1:] if args.input_size else (args.img_size or 224)
-    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=img_size)
+    model = timm.create_model(
+        args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=model_img_size(args))
     model.to(device).eval()
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -103,10 +99,7 @@ def main(argv=None):
         interpolation=data_config['interpolation'], mean=data_config['mean'], std=data_config['std'],
         num_workers=args.workers, crop_pct=data_config['crop_pct'], pin_memory=args.pin_mem, device=device,
         use_prefetcher=args.prefetcher, distributed=args.distributed)
-    amp_autocast = nullcontext
-    if args.amp:
-        amp_dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' or device.type == 'cpu' else torch.float16
-        amp_autocast = lambda: torch.autocast(device.type, dtype=amp_dtype)  # noqa: E731
+    amp_autocast, _ = amp_autocast_for(args, device)
 
     results = []
     for ckpt in checkpoint_files(args.checkpoint) if args.checkpoint else [None]:

@@ -7,9 +7,7 @@ model code (`DFFormerDense`). Configs import it with
 import os
 from typing import Optional, Sequence
 
-import torch.hub
-
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, _first_line, load_checkpoint
 from .dfformer import RELEASE_URL, DFFormerDense, arch_args, checkpoint_filter_fn
 
 __all__ = ['DFFormerBackbone']
@@ -62,7 +60,7 @@ class DFFormerBackbone(DFFormerDense):
             return download_cached_file(checkpoint)
         except Exception as e:  # no network, HTTP error, ...
             raise CheckpointError(
-                f'cannot download {checkpoint} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); '
+                f'cannot download {checkpoint} ({_first_line(e)}); '
                 'download it by hand and set model.backbone.init_cfg.checkpoint to the file, '
                 'or train from scratch with model.backbone.init_cfg=None') from None
 
