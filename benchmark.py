@@ -21,11 +21,10 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+import timm
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timm  # noqa: E402
-import models  # noqa: E402,F401  (registers the DFFormer family)
+import models  # registers the DFFormer family
 
 _logger = logging.getLogger('benchmark')
 

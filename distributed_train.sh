@@ -1,3 +1,4 @@
 #!/usr/bin/env bash
-# Usage: ./distributed_train.sh NUM_PROCS [train.py args...]   (multi-node: see launch.sh)
-exec "$(dirname "$0")/launch.sh" train.py "$@"
+# Usage: ./distributed_train.sh NUM_PROCS [train.py args...]   (multi-node: see tools/launch.sh)
+HERE=$(dirname "$0")
+exec "$HERE/tools/launch.sh" "$HERE/train.py" "$@"

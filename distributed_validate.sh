@@ -1,3 +1,4 @@
 #!/usr/bin/env bash
-# Usage: ./distributed_validate.sh NUM_PROCS [validate.py args...]   (multi-node: see launch.sh)
-exec "$(dirname "$0")/launch.sh" validate.py "$@"
+# Usage: ./distributed_validate.sh NUM_PROCS [validate.py args...]   (multi-node: see tools/launch.sh)
+HERE=$(dirname "$0")
+exec "$HERE/tools/launch.sh" "$HERE/validate.py" "$@"

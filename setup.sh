@@ -29,4 +29,7 @@ if ! .venv/bin/python -c 'import mmcv.ops' 2>/dev/null; then
     fi
 fi
 "${PIP[@]}" install -r requirements/mm.txt
-.venv/bin/python -c 'import timm, mmcv.ops, mmseg, mmdet; print("setup.sh: environment ready in .venv")'
+# This repo's packages (models, engine, mmadapter), editable: importable from any directory.
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+venv_python="$PWD/.venv/bin/python"
+(cd / && "$venv_python" -c 'import timm, mmcv.ops, mmseg, mmdet, models, engine, mmadapter; print("setup.sh: environment ready in .venv")')

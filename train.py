@@ -13,30 +13,27 @@ script (timm 0.5.4: min-lr 1e-5, 10 cooldown epochs, random train interpolation,
 Outputs go to <output>/<experiment>/: args.yaml, summary.csv, last/model_best/top-N checkpoints.
 """
 import argparse
-import csv
 import logging
 import math
 import os
-import sys
 import time
-from contextlib import nullcontext
 
+import timm
 import torch
 import torch.nn as nn
 import yaml
+from timm import utils
+from timm.data import FastCollateMixup, Mixup, create_loader, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2, optimizer_kwargs
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timm  # noqa: E402
-from timm import utils  # noqa: E402
-from timm.data import FastCollateMixup, Mixup, create_loader, resolve_data_config  # noqa: E402
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa: E402
-from timm.optim import create_optimizer_v2, optimizer_kwargs  # noqa: E402
-from timm.scheduler import create_scheduler_v2, scheduler_kwargs  # noqa: E402
-
-import models  # noqa: E402,F401  (registers the models)
-from classification_data import DataError, build_dataset, dataset_num_classes  # noqa: E402
-from models.checkpoint import CheckpointError, load_checkpoint, read_state_dict  # noqa: E402
-from models.dfformer import checkpoint_filter_fn  # noqa: E402
+from engine.cli import USER_ERRORS, add_data_args, add_model_args, add_runtime_args, check_common_args, run_cli
+from engine.data import build_dataset, dataset_num_classes
+from engine.evaluate import evaluate
+from engine.runtime import amp_autocast_for, model_img_size, setup_device
+from engine.saver import AtomicCheckpointSaver, atomic_open, plain_args, summary_rows_before
+from models import load_checkpoint
 
 _logger = logging.getLogger('train')
 
@@ -47,30 +44,15 @@ class NonFiniteLossError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group('data')
-    g.add_argument('data', nargs='?', default=None, help='ImageNet-style folder with train/ and val/')
-    g.add_argument('--data-dir', default=None, help='same as the positional data folder')
-    g.add_argument('--dataset', '-d', default='', help="'' (folder), 'digits' (built-in) or a timm dataset name")
-    g.add_argument('--train-split', default='train')
-    g.add_argument('--val-split', default='validation')
-    g.add_argument('--class-map', default='')
-    g = p.add_argument_group('model')
-    g.add_argument('--model', default='dfformer_s18')
-    g.add_argument('--pretrained', action='store_true')
+    add_data_args(p, splits=[('--train-split', 'train'), ('--val-split', 'validation')])
+    add_model_args(p)
+    add_runtime_args(p, batch_size=128)
+    g = p.add_argument_group('training model')
     g.add_argument('--initial-checkpoint', default='', help='initialise the model weights from this file')
     g.add_argument('--resume', default='', help='resume model, optimizer, scaler, EMA and epoch from this checkpoint')
     g.add_argument('--no-resume-opt', action='store_true')
-    g.add_argument('--num-classes', type=int, default=None, help='default: the data set class count')
-    g.add_argument('--img-size', type=int, default=None)
-    g.add_argument('--input-size', type=int, nargs=3, default=None, metavar=('C', 'H', 'W'))
-    g.add_argument('--crop-pct', type=float, default=None)
-    g.add_argument('--mean', type=float, nargs='+', default=None)
-    g.add_argument('--std', type=float, nargs='+', default=None)
-    g.add_argument('--interpolation', default='')
-    g.add_argument('-b', '--batch-size', type=int, default=128, help='per process')
     g.add_argument('-vb', '--validation-batch-size', type=int, default=None)
     g.add_argument('--grad-checkpointing', action='store_true')
-    g.add_argument('--channels-last', action='store_true')
     g.add_argument('--torchcompile', nargs='?', const='inductor', default=None)
     g = p.add_argument_group('optimizer')
     g.add_argument('--opt', default='sgd')
@@ -133,20 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--log-interval', type=int, default=50)
     g.add_argument('--recovery-interval', type=int, default=0)
     g.add_argument('--checkpoint-hist', type=int, default=10)
-    g.add_argument('-j', '--workers', type=int, default=4)
-    g.add_argument('--amp', '--native-amp', dest='amp', action='store_true', help='mixed precision (autocast)')
-    g.add_argument('--amp-dtype', default='float16', choices=['float16', 'bfloat16'])
-    g.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    g.add_argument('--pin-mem', action='store_true')
-    g.add_argument('--no-prefetcher', action='store_true')
     g.add_argument('--output', default='./output/train')
     g.add_argument('--experiment', default='')
     g.add_argument('--task-name', default='', help='run name for loggers (wandb); default: the experiment')
     g.add_argument('--eval-metric', default='top1')
     g.add_argument('--log-wandb', action='store_true')
-    g.add_argument('--dist-backend', default=None)
-    g.add_argument('--dist-url', default=None)
-    g.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     g.add_argument('--max-steps-per-epoch', type=int, default=0, help=argparse.SUPPRESS)  # smoke tests
     return p
 
@@ -154,100 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.data and args.data_dir and args.data != args.data_dir:
-        parser.error('give the data folder once (positional or --data-dir)')
-    args.data_dir = args.data_dir or args.data
-    check_model_name(parser, args.model)
+    check_common_args(parser, args)
     return args
-
-
-# Shared with validate.py
-
-def check_model_name(parser: argparse.ArgumentParser, name: str):
-    if not timm.is_model(name):
-        parser.error(f'unknown model {name!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
-
-
-def setup_device(args) -> torch.device:
-    """Distributed init (torchrun, SLURM, MPI) and the device; timm's prefetcher streams to CUDA only."""
-    device = utils.init_distributed_device(args)
-    args.prefetcher = not args.no_prefetcher and device.type == 'cuda'
-    return device
-
-
-def model_img_size(args):
-    """The input size the model's filters are built for: --input-size, --img-size or 224."""
-    return args.input_size[1:] if args.input_size else (args.img_size or 224)
-
-
-def amp_autocast_for(args, device: torch.device):
-    """(autocast context factory, dtype or None): fp16 on CUDA unless --amp-dtype bfloat16; bf16 on CPU."""
-    if not args.amp:
-        return nullcontext, None
-    dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' or device.type == 'cpu' else torch.float16
-    return (lambda: torch.autocast(device.type, dtype=dtype)), dtype
-
-
-def _summary_rows_before(path: str, epoch: int):
-    """Keep summary.csv rows of epochs < `epoch` (a resumed run writes the later ones again)."""
-    if not os.path.isfile(path):
-        return
-    with open(path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    keep = [r for r in rows if int(r['epoch']) < epoch]
-    tmp = path + '.tmp'
-    with open(tmp, 'w', newline='') as f:
-        if rows:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-            writer.writeheader()
-            writer.writerows(keep)
-    os.replace(tmp, path)
-
-
-class AtomicCheckpointSaver(utils.CheckpointSaver):
-    """timm's saver, but a checkpoint file is only ever replaced by a complete one (write to a
-    temp file, fsync, rename; links go to a temp name first), and `args` is stored as a plain
-    dict so checkpoints load with weights_only=True."""
-
-    def _replace(self, src, dst):
-        os.replace(src, dst)
-
-    def _duplicate(self, src, dst):
-        tmp = dst + '.tmp'
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            import shutil
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-
-    def _save(self, save_path, epoch, metric=None):
-        state = {
-            'epoch': epoch,
-            'arch': self.args['model'],
-            'args': self.args,
-            'state_dict': utils.get_state_dict(self.model, self.unwrap_fn),
-            'optimizer': self.optimizer.state_dict(),
-            'version': 2,
-            'saver': self.state_dict(epoch, metric),
-        }
-        if self.amp_scaler is not None:
-            state[self.amp_scaler.state_dict_key] = self.amp_scaler.state_dict()
-        if self.model_ema is not None:
-            state['state_dict_ema'] = utils.get_state_dict(self.model_ema, self.unwrap_fn)
-        if metric is not None:
-            state['metric'] = metric
-        with open(save_path, 'wb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _plain_args(args) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
 
 
 def create_model(args, num_classes: int) -> nn.Module:
@@ -256,7 +137,7 @@ def create_model(args, num_classes: int) -> nn.Module:
         drop_path_rate=args.drop_path or 0., img_size=model_img_size(args),
     )
     if args.initial_checkpoint:
-        load_checkpoint(model, args.initial_checkpoint, filter_fn=checkpoint_filter_fn)
+        load_checkpoint(model, args.initial_checkpoint)
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
@@ -326,32 +207,6 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
     return {'loss': loss_avg}
 
 
-def validate(model, loader, loss_fn, args, device, amp_autocast, log_suffix=''):
-    losses, top1, top5 = utils.AverageMeter(), utils.AverageMeter(), utils.AverageMeter()
-    model.eval()
-    with torch.no_grad():
-        for step, (input, target) in enumerate(loader):
-            if not args.prefetcher:
-                input, target = input.to(device), target.to(device)
-            if args.channels_last:
-                input = input.contiguous(memory_format=torch.channels_last)
-            with amp_autocast():
-                output = model(input)
-                loss = loss_fn(output, target)
-            acc1, acc5 = utils.accuracy(output, target, topk=(1, min(5, output.shape[-1])))
-            if args.distributed:
-                loss = utils.reduce_tensor(loss.data, args.world_size)
-                acc1 = utils.reduce_tensor(acc1, args.world_size)
-                acc5 = utils.reduce_tensor(acc5, args.world_size)
-            losses.update(loss.item(), input.size(0))
-            top1.update(acc1.item(), output.size(0))
-            top5.update(acc5.item(), output.size(0))
-    metrics = {'loss': losses.avg, 'top1': top1.avg, 'top5': top5.avg}
-    if utils.is_primary(args):
-        _logger.info(f'Test{log_suffix}: Loss {losses.avg:>7.4f}  Acc@1 {top1.avg:>7.3f}  Acc@5 {top5.avg:>7.3f}')
-    return metrics
-
-
 def main(argv=None):
     if not logging.getLogger().handlers:  # (main() may run more than once in a process)
         utils.setup_default_logging()
@@ -360,8 +215,10 @@ def main(argv=None):
     utils.random_seed(args.seed, args.rank)
 
     # data first: its errors are the commonest and its class count sets the model's
-    dataset_train = build_dataset(args.dataset, args.data_dir, args.train_split, is_training=True)
-    dataset_eval = build_dataset(args.dataset, args.data_dir, args.val_split, is_training=False)
+    dataset_train = build_dataset(args.dataset, args.data_dir, args.train_split, is_training=True,
+                                  class_map=args.class_map)
+    dataset_eval = build_dataset(args.dataset, args.data_dir, args.val_split, is_training=False,
+                                 class_map=args.class_map)
     if args.num_classes is None:
         args.num_classes = dataset_num_classes(dataset_train) or 1000
     model = create_model(args, args.num_classes)
@@ -380,7 +237,7 @@ def main(argv=None):
 
     resume_epoch = None
     if args.resume:
-        read_state_dict(args.resume)  # one-line error for an unreadable or foreign file
+        load_checkpoint(model, args.resume)  # one-line error for an unreadable or foreign file
         resume_epoch = timm.models.resume_checkpoint(
             model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
             loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
@@ -446,19 +303,19 @@ def main(argv=None):
         experiment = args.experiment or '-'.join([time.strftime('%Y%m%d-%H%M%S'), args.model])
         output_dir = utils.get_outdir(args.output, experiment)
         saver = AtomicCheckpointSaver(
-            model=model, optimizer=optimizer, args=_plain_args(args), model_ema=model_ema, amp_scaler=loss_scaler,
+            model=model, optimizer=optimizer, args=plain_args(args), model_ema=model_ema, amp_scaler=loss_scaler,
             checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=eval_metric == 'loss',
             max_history=args.checkpoint_hist)
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
             saver.load_state_dict_from_checkpoint(args.resume)
-        with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
-            yaml.safe_dump(_plain_args(args), f, default_flow_style=False)
-        _summary_rows_before(os.path.join(output_dir, 'summary.csv'), start_epoch)
+        with atomic_open(os.path.join(output_dir, 'args.yaml')) as f:
+            yaml.safe_dump(plain_args(args), f, default_flow_style=False)
+        summary_rows_before(os.path.join(output_dir, 'summary.csv'), start_epoch)
         _logger.info(f'Training {args.model} for {num_epochs} epochs (incl. cooldown) from epoch {start_epoch}, '
                      f'{updates_per_epoch} steps per epoch; output in {output_dir}')
         if args.log_wandb:
             import wandb
-            wandb.init(project=args.experiment or None, name=args.task_name or None, config=_plain_args(args))
+            wandb.init(project=args.experiment or None, name=args.task_name or None, config=plain_args(args))
 
     best_metric, best_epoch = None, None
     for epoch in range(start_epoch, num_epochs):
@@ -467,9 +324,9 @@ def main(argv=None):
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn, args, device, lr_scheduler, saver,
             amp_autocast, loss_scaler, model_ema, mixup_fn)
-        eval_metrics = validate(model, loader_eval, validate_loss_fn, args, device, amp_autocast)
+        eval_metrics = evaluate(model, loader_eval, validate_loss_fn, args, device, amp_autocast)
         if model_ema is not None and not args.model_ema_force_cpu:
-            eval_metrics = validate(model_ema, loader_eval, validate_loss_fn, args, device, amp_autocast,
+            eval_metrics = evaluate(model_ema, loader_eval, validate_loss_fn, args, device, amp_autocast,
                                     log_suffix=' (EMA)')
         if lr_scheduler is not None:
             lr_scheduler.step(epoch + 1, eval_metrics[eval_metric])
@@ -491,13 +348,5 @@ def main(argv=None):
     return best_metric
 
 
-def cli(argv=None):
-    try:
-        main(argv)
-    except (DataError, CheckpointError, NonFiniteLossError) as e:
-        logging.getLogger('train').error(f'error: {e}')
-        sys.exit(2)
-
-
 if __name__ == '__main__':
-    cli()
+    run_cli(main, 'train', USER_ERRORS + (NonFiniteLossError,))

@@ -14,56 +14,33 @@ import glob
 import json
 import logging
 import os
-import sys
 
+import timm
 import torch
 import torch.nn as nn
+from timm import utils
+from timm.data import create_loader, resolve_data_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timm  # noqa: E402
-from timm import utils  # noqa: E402
-from timm.data import create_loader, resolve_data_config  # noqa: E402
-
-import models  # noqa: E402,F401
-from classification_data import DataError, build_dataset, dataset_num_classes  # noqa: E402
-from models.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from models.dfformer import checkpoint_filter_fn  # noqa: E402
-from train import amp_autocast_for, check_model_name, model_img_size, setup_device  # noqa: E402
-from train import validate as evaluate  # noqa: E402
+from engine.cli import add_data_args, add_model_args, add_runtime_args, check_common_args, run_cli
+from engine.data import build_dataset, dataset_num_classes
+from engine.evaluate import evaluate
+from engine.runtime import amp_autocast_for, model_img_size, setup_device
+from engine.saver import atomic_open
+from models import CheckpointError, load_checkpoint
 
 _logger = logging.getLogger('validate')
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('data', nargs='?', default=None, help='ImageNet-style folder (its val/ split is used)')
-    p.add_argument('--data-dir', default=None)
-    p.add_argument('--dataset', '-d', default='', help="'' (folder), 'digits' or a timm dataset name")
-    p.add_argument('--split', default='validation')
-    p.add_argument('--model', '-m', default='dfformer_s18')
-    p.add_argument('--checkpoint', default='', help='a checkpoint file or a folder of them')
-    p.add_argument('--pretrained', action='store_true', help="the authors' released weights")
-    p.add_argument('--use-ema', action='store_true', help='evaluate the EMA weights of a training checkpoint')
-    p.add_argument('--num-classes', type=int, default=None)
-    p.add_argument('--img-size', type=int, default=None)
-    p.add_argument('--input-size', type=int, nargs=3, default=None)
-    p.add_argument('--crop-pct', type=float, default=None)
-    p.add_argument('--mean', type=float, nargs='+', default=None)
-    p.add_argument('--std', type=float, nargs='+', default=None)
-    p.add_argument('--interpolation', default='')
-    p.add_argument('-b', '--batch-size', type=int, default=256)
-    p.add_argument('-j', '--workers', type=int, default=4)
-    p.add_argument('--amp', '--native-amp', dest='amp', action='store_true')
-    p.add_argument('--amp-dtype', default='float16', choices=['float16', 'bfloat16'])
-    p.add_argument('--channels-last', action='store_true')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--pin-mem', action='store_true')
-    p.add_argument('--no-prefetcher', action='store_true')
-    p.add_argument('--results-file', default='')
-    p.add_argument('--results-format', default='json', choices=['json', 'csv'])
-    p.add_argument('--dist-backend', default=None)
-    p.add_argument('--dist-url', default=None)
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    add_data_args(p, splits=[('--split', 'validation')])
+    add_model_args(p)
+    add_runtime_args(p, batch_size=256)
+    g = p.add_argument_group('evaluation')
+    g.add_argument('--checkpoint', default='', help='a checkpoint file or a folder of them')
+    g.add_argument('--use-ema', action='store_true', help='evaluate the EMA weights of a training checkpoint')
+    g.add_argument('--results-file', default='')
+    g.add_argument('--results-format', default='json', choices=['json', 'csv'])
     return p
 
 
@@ -81,11 +58,10 @@ def main(argv=None):
         utils.setup_default_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.data_dir = args.data_dir or args.data
-    check_model_name(parser, args.model)
+    check_common_args(parser, args)
     device = setup_device(args)
 
-    dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False)
+    dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False, class_map=args.class_map)
     num_classes = args.num_classes or dataset_num_classes(dataset) or 1000
     model = timm.create_model(
         args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=model_img_size(args))
@@ -104,7 +80,7 @@ def main(argv=None):
     results = []
     for ckpt in checkpoint_files(args.checkpoint) if args.checkpoint else [None]:
         if ckpt:
-            load_checkpoint(model, ckpt, filter_fn=checkpoint_filter_fn, use_ema=args.use_ema)
+            load_checkpoint(model, ckpt, use_ema=args.use_ema)
         metrics = evaluate(model, loader, nn.CrossEntropyLoss().to(device), args, device, amp_autocast)
         results.append(dict(
             model=args.model, checkpoint=ckpt or ('pretrained' if args.pretrained else 'random'),
@@ -125,24 +101,14 @@ def main(argv=None):
 
 
 def write_results(results, path, fmt):
-    tmp = path + '.tmp'
-    with open(tmp, 'w', newline='') as f:
+    with atomic_open(path, newline='') as f:
         if fmt == 'json':
             json.dump(results[0] if len(results) == 1 else results, f, indent=4)
         else:
             writer = csv.DictWriter(f, fieldnames=list(results[0].keys()))
             writer.writeheader()
             writer.writerows(results)
-    os.replace(tmp, path)
-
-
-def cli(argv=None):
-    try:
-        main(argv)
-    except (DataError, CheckpointError) as e:
-        logging.getLogger('validate').error(f'error: {e}')
-        sys.exit(2)
 
 
 if __name__ == '__main__':
-    cli()
+    run_cli(main, 'validate')

@@ -15,26 +15,30 @@ Where this differs from the original code (outputs are equal within float32 roun
   are real-linear, so they commute), so the inverse FFT transforms C rather than 2C channels;
 - filters are resized on the fly for any input size, as the authors did for dense tasks only.
 """
+import re
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
-
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
-from timm.models._features_fx import register_notrace_function, register_notrace_module
-from timm.models._manipulate import adapt_input_conv, checkpoint_seq
-from timm.models import metaformer
+from timm.models import (
+    build_model_with_cfg,
+    checkpoint_seq,
+    clean_state_dict,
+    generate_default_cfgs,
+    metaformer,
+    register_model,
+    register_notrace_function,
+    register_notrace_module,
+)
+from timm.models._features import feature_take_indices  # (timm 1.0 exports no public alias)
 from timm.models.metaformer import MlpHead, Scale, SquaredReLU
+from torch import Tensor
 
-from .checkpoint import load_checkpoint
-
-__all__ = ['DFFormer', 'DFFormerDense', 'resize_filter_bases', 'checkpoint_filter_fn']
+__all__ = ['DFFormer', 'DFFormerDense', 'DFFormerTrunk', 'resize_filter_bases', 'checkpoint_filter_fn']
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,7 +224,6 @@ class SepConv(nn.Module):
             expansion_ratio: float = 2,
             act_layer=StarReLU,
             kernel_size: int = 7,
-            **kwargs,
     ):
         super().__init__()
         med_channels = int(expansion_ratio * dim)
@@ -251,7 +254,6 @@ class AFNO(nn.Module):
             act_layer=StarReLU,
             num_blocks: int = 8,
             sparsity_threshold: float = 0.01,
-            **kwargs,
     ):
         super().__init__()
         self.med_channels = int(expansion_ratio * dim)
@@ -358,8 +360,9 @@ def _per_stage(value, num_stages: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * num_stages
 
 
-class DFFormer(nn.Module):
-    """MetaFormer with FFT-based token mixers (DFFormer, CDFFormer, GFFormer and ablations).
+class DFFormerTrunk(nn.Module):
+    """Stem and four stages of MetaFormer blocks with FFT-based token mixers: the trunk shared by
+    the classifier (`DFFormer`) and the dense-prediction backbone (`DFFormerDense`).
 
     Args:
         depths, dims: blocks and channels of the four stages.
@@ -368,14 +371,12 @@ class DFFormer(nn.Module):
         act_layer: 'star_relu', 'gelu' or 'relu': first activation of the mixer and of the MLP.
         img_size: input size the frequency filters are built for; other sizes resize them.
         res_scale_init_values: per stage, init of the residual scales (None: no scale).
-        drop_rate: dropout in the MLP head; proj_drop_rate: dropout in the channel MLPs.
+        proj_drop_rate: dropout in the channel MLPs; drop_path_rate: stochastic depth (last block).
     """
 
     def __init__(
             self,
             in_chans: int = 3,
-            num_classes: int = 1000,
-            global_pool: str = 'avg',
             depths: Sequence[int] = (3, 3, 9, 3),
             dims: Sequence[int] = (64, 128, 320, 512),
             token_mixers: Union[str, Sequence[str]] = 'dynamic_filter',
@@ -384,14 +385,10 @@ class DFFormer(nn.Module):
             img_size: Union[int, Tuple[int, int]] = 224,
             mlp_ratio: float = 4,
             res_scale_init_values: Sequence[Optional[float]] = (None, None, 1.0, 1.0),
-            drop_rate: float = 0.,
             proj_drop_rate: float = 0.,
             drop_path_rate: float = 0.,
-            **kwargs,
     ):
         super().__init__()
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"global_pool must be 'avg' or '' (got {global_pool!r})")
         num_stages = len(depths)
         token_mixers = _per_stage(token_mixers, num_stages)
         unknown = sorted(set(token_mixers) - set(TOKEN_MIXERS))
@@ -402,12 +399,9 @@ class DFFormer(nn.Module):
         act = ACTIVATIONS[act_layer]
         img_size = to_2tuple(img_size)
 
-        self.num_classes = num_classes
-        self.global_pool = global_pool
         self.dims = list(dims)
         self.img_size = img_size
         self.num_features = self.head_hidden_size = dims[-1]
-        self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
         self.downsample_layers = nn.ModuleList(
@@ -432,22 +426,7 @@ class DFFormer(nn.Module):
             ]))
             cur += depths[i]
             self.feature_info.append(dict(num_chs=dims[i], reduction=stride, module=f'stages.{i}'))
-
-        self._build_head(num_classes)
-        self.apply(self._init_weights)
-
-    def _build_head(self, num_classes: int):
-        self.norm = nn.LayerNorm(self.num_features, eps=1e-6)
-        self.head = MlpHead(
-            self.num_features, num_classes, act_layer=SquaredReLU, norm_layer=nn.LayerNorm,
-            drop_rate=self.drop_rate) if num_classes > 0 else nn.Identity()
-
-    @staticmethod
-    def _init_weights(m: nn.Module):
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(_init_weights)
 
     @torch.jit.ignore
     def no_weight_decay(self):
@@ -470,23 +449,6 @@ class DFFormer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True):
         self.grad_checkpointing = enable
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc2 if isinstance(self.head, MlpHead) else self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
-        if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"global_pool must be 'avg' or '' (got {global_pool!r})")
-            self.global_pool = global_pool
-        self.num_classes = num_classes
-        device = self.norm.weight.device
-        self.head = MlpHead(
-            self.num_features, num_classes, act_layer=SquaredReLU, norm_layer=nn.LayerNorm,
-            drop_rate=self.drop_rate).to(device) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            self.head.apply(self._init_weights)
-
     def _run_stages(self, x: Tensor, last: int = -1) -> List[Tensor]:
         """Outputs (NHWC) of stages 0..last (all when last < 0)."""
         outs = []
@@ -499,6 +461,57 @@ class DFFormer(nn.Module):
                     x = stage(x)
                 outs.append(x)
         return outs
+
+
+def _init_weights(m: nn.Module):
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def _check_global_pool(global_pool: str) -> str:
+    if global_pool not in ('avg', ''):
+        raise ValueError(f"global_pool must be 'avg' or '' (got {global_pool!r})")
+    return global_pool
+
+
+class DFFormer(DFFormerTrunk):
+    """DFFormer / CDFFormer / GFFormer classifier: the trunk, global average pooling, a
+    LayerNorm and an MLP head (timm's MetaFormer head).
+
+    Args:
+        num_classes: classes of the head (0: no head, `forward` returns pooled features).
+        global_pool: 'avg', or '' to classify every position.
+        drop_rate: dropout in the MLP head.
+        **kwargs: the trunk's arguments (see DFFormerTrunk); an unknown one is an error.
+    """
+
+    def __init__(self, num_classes: int = 1000, global_pool: str = 'avg', drop_rate: float = 0., **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.global_pool = _check_global_pool(global_pool)
+        self.drop_rate = drop_rate
+        self.norm = nn.LayerNorm(self.num_features, eps=1e-6)
+        self.head = self._make_head(num_classes)
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        if num_classes <= 0:
+            return nn.Identity()
+        head = MlpHead(self.num_features, num_classes, act_layer=SquaredReLU, norm_layer=nn.LayerNorm,
+                       drop_rate=self.drop_rate)
+        head.apply(_init_weights)
+        return head
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc2 if isinstance(self.head, MlpHead) else self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+        if global_pool is not None:
+            self.global_pool = _check_global_pool(global_pool)
+        self.num_classes = num_classes
+        self.head = self._make_head(num_classes).to(self.norm.weight.device)
 
     def forward_intermediates(
             self,
@@ -548,38 +561,21 @@ class DFFormer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
-    @torch.jit.ignore
-    def load_pretrained(self, path: str):
-        """Called by timm for `pretrained=True` (pretrained_cfg custom_load)."""
-        new_classifier = self.num_classes != self.pretrained_cfg.get('num_classes', self.num_classes)
-        load_checkpoint(
-            self, path, filter_fn=checkpoint_filter_fn, allow_missing=('head.fc2.',) if new_classifier else ())
 
-
-class DFFormerDense(DFFormer):
-    """The same network as a backbone for dense prediction.
+class DFFormerDense(DFFormerTrunk):
+    """The trunk as a backbone for dense prediction.
 
     Returns the NCHW outputs of the stages in `out_indices`, each normalised by `norm{i}`
     (LayerNorm with bias). With stage0_output_norm=False, norm0 is an identity (RetinaNet
     starts its FPN at stage 1, so that norm would get no gradient).
     """
 
-    def __init__(
-            self,
-            out_indices: Sequence[int] = (0, 1, 2, 3),
-            stage0_output_norm: bool = True,
-            **kwargs,
-    ):
-        kwargs.pop('num_classes', None)
-        super().__init__(num_classes=0, **kwargs)
-        del self.norm, self.head
+    def __init__(self, out_indices: Sequence[int] = (0, 1, 2, 3), stage0_output_norm: bool = True, **kwargs):
+        super().__init__(**kwargs)
         self.out_indices = tuple(out_indices)
         for i, dim in enumerate(self.dims):
             keep = i in self.out_indices and (i > 0 or stage0_output_norm)
             self.add_module(f'norm{i}', nn.LayerNorm(dim, eps=1e-6) if keep else nn.Identity())
-
-    def _build_head(self, num_classes: int):
-        self.norm = self.head = nn.Identity()
 
     def forward(self, x: Tensor) -> List[Tensor]:
         outs = self._run_stages(x, max(self.out_indices))
@@ -591,29 +587,30 @@ class DFFormerDense(DFFormer):
 # Checkpoints
 
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: nn.Module) -> Dict[str, Tensor]:
-    """Adapt an authors' or our own state_dict to `model`.
+    """Adapt an authors' or our own checkpoint to `model`: the one adaptation every load goes
+    through (timm's `pretrained=True`, `load_checkpoint`, the dense backbone's init_cfg).
 
-    Filter bases are resized to the model's filter size (its `img_size`); the stem is adapted
-    to `in_chans`; classifier weights are dropped when the class count differs, and head/norm
-    when the model has none (a dense backbone).
+    Unwraps a training checkpoint's 'state_dict' and DDP / compile prefixes and resizes the filter
+    bases to the model's filter size (its `img_size`). Into a dense backbone, a classifier
+    checkpoint drops its head and final norm, and the stage output norms it lacks keep their
+    init. timm's load_pretrained adapts the stem to `in_chans` and drops the classifier when the
+    class count differs.
     """
+    for key in ('state_dict', 'model'):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+            break
+    state_dict = clean_state_dict(state_dict)
     own = model.state_dict()
     out = {}
     for k, v in state_dict.items():
-        if k.startswith('module.'):
-            k = k[len('module.'):]
-        if k not in own:
-            if k.startswith(('head.', 'norm.')):
-                continue  # a classifier checkpoint loaded into a dense backbone
-            out[k] = v  # left for the strict load to report
+        if k not in own and k.startswith(('head.', 'norm.')) and isinstance(model, DFFormerDense):
             continue
-        if k.endswith('complex_weights') and v.ndim == 4 and v.shape != own[k].shape:
+        if k in own and k.endswith('complex_weights') and v.ndim == 4 and v.shape != own[k].shape:
             v = resize_filter_bases(v, tuple(own[k].shape[:2]))
-        elif k == 'downsample_layers.0.conv.weight' and v.shape[1] != own[k].shape[1]:
-            v = adapt_input_conv(own[k].shape[1], v)  # timm's rule for in_chans != 3
-        elif k.startswith('head.fc2.') and v.shape != own[k].shape:
-            continue  # another class count: keep the random classifier
         out[k] = v.contiguous()
+    if isinstance(model, DFFormerDense):
+        out.update({k: v for k, v in own.items() if k not in out and re.match(r'norm\d\.', k)})
     return out
 
 
@@ -658,22 +655,20 @@ def _cfg(url: str = '', **kwargs) -> Dict:
         'crop_pct': 1.0, 'interpolation': 'bicubic', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'downsample_layers.0.conv', 'classifier': 'head.fc2',
         'license': 'apache-2.0', 'paper_ids': 'arXiv:2303.03932',
-        # our load_pretrained: weights_only load, filter resizing, clear errors
-        'custom_load': True,
         **kwargs,
     }
 
 
+# Released ImageNet-1k weights are tagged `.in1k` (the untagged name resolves to them); the
+# ablations have no released weights.
 default_cfgs = generate_default_cfgs({
-    name: _cfg(RELEASE_URL.format(name) if name in RELEASED else '') for name in MODEL_ARCHS
+    **{f'{name}.in1k': _cfg(RELEASE_URL.format(name)) for name in RELEASED},
+    **{name: _cfg() for name in MODEL_ARCHS if name not in RELEASED},
 })
 
 
 def _create_dfformer(variant: str, pretrained: bool = False, **kwargs) -> DFFormer:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    if kwargs.get('pretrained_cfg_overlay'):
-        # A local file or mirror holds the same formats: keep our loader (timm resets custom_load).
-        kwargs['pretrained_cfg_overlay'] = {'custom_load': True, **kwargs['pretrained_cfg_overlay']}
     return build_model_with_cfg(
         DFFormer, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
@@ -682,15 +677,71 @@ def _create_dfformer(variant: str, pretrained: bool = False, **kwargs) -> DFForm
     )
 
 
-def _register(name: str):
-    def fn(pretrained: bool = False, **kwargs) -> DFFormer:
-        return _create_dfformer(name, pretrained=pretrained, **kwargs)
-    fn.__name__ = name
-    fn.__qualname__ = name
-    fn.__module__ = __name__
-    fn.__doc__ = f'{name} ({MODEL_ARCHS[name][0].upper()}), FFT-based token mixer (arXiv 2303.03932).'
-    return register_model(fn)
+@register_model
+def dfformer_s18(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s18', pretrained=pretrained, **kwargs)
 
 
-for _name in MODEL_ARCHS:
-    globals()[_name] = _register(_name)
+@register_model
+def dfformer_s36(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s36', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_m36(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_m36', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_b36(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_b36', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cdfformer_s18(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('cdfformer_s18', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cdfformer_s36(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('cdfformer_s36', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cdfformer_m36(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('cdfformer_m36', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cdfformer_b36(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('cdfformer_b36', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def gfformer_s18(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('gfformer_s18', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_s18_k2(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s18_k2', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_s18_d8(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s18_d8', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_s18_gelu(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s18_gelu', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_s18_relu(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s18_relu', pretrained=pretrained, **kwargs)
+
+
+@register_model
+def dfformer_s18_afno(pretrained: bool = False, **kwargs) -> DFFormer:
+    return _create_dfformer('dfformer_s18_afno', pretrained=pretrained, **kwargs)

@@ -1,16 +1,23 @@
+import importlib.util
 import os
-import sys
 
-import pytest
 import torch
+
+import models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
-sys.path.insert(0, ROOT)
-
-import models  # noqa: E402,F401  (registers the timm models)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def load_script(relpath: str):
+    """A script of the repo (train.py, tools/flops.py, ...) as a module, to call its main()."""
+    name = os.path.splitext(relpath.replace('/', '_'))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_fixture(name: str) -> dict:
@@ -27,8 +34,3 @@ def build_from_spec(spec: dict):
     if spec['dense_features']:
         return models.DFFormerDense(stage0_output_norm=spec['stage0_output_norm'], **kwargs)
     return models.DFFormer(num_classes=spec['num_classes'], **kwargs)
-
-
-@pytest.fixture
-def tmp_ckpt(tmp_path):
-    return tmp_path / 'model.pth'

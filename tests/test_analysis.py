@@ -5,12 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
-import benchmark
-import visualize_filters
 from models.dfformer import DynamicFilter
 from models.flops import count_macs
+
+benchmark = load_script('benchmark.py')
+visualize_filters = load_script('tools/visualize_filters.py')
 
 
 def test_sweep_writes_csv_and_plots(tmp_path):

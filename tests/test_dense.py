@@ -6,16 +6,13 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
 from mm_data import make_ade, make_coco
-
-import mm_tools  # noqa: F401  (puts the repo root on sys.path for the configs' custom_imports)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmadapter import DFFormerBackbone
 from models import CheckpointError, resize_filter_bases
-from models.mm_backbone import DFFormerBackbone
 
 SEG_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'segmentation/configs/fpn/*.py')))
 DET_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'detection/configs/*/*.py')))
@@ -35,7 +32,8 @@ def test_config_sets_are_complete():
     names = {os.path.basename(c) for c in SEG_CONFIGS + DET_CONFIGS}
     for family in ('dfformer', 'cdfformer'):
         for size in SIZES:
-            assert {f'{family}_{size}_fpn.py', f'{family}_{size}_retinanet.py', f'{family}_{size}_mask_rcnn.py'} <= names
+            expected = {f'{family}_{size}_{task}.py' for task in ('fpn', 'retinanet', 'mask_rcnn')}
+            assert expected <= names
 
 
 @pytest.mark.parametrize('config', SEG_CONFIGS, ids=os.path.basename)
@@ -180,15 +178,17 @@ def test_segmentation_train_resume_test_tools(tmp_path):
     result = subprocess.run(
         ['bash', os.path.join(ROOT, 'segmentation/tools/dist_train.sh'), str(config), '2', '--work-dir', str(work),
          '--seed', '42', '--deterministic', '--cfg-options', 'model.backbone.init_cfg=None'],
-        cwd=tmp_path, env={**ENV, 'OMP_NUM_THREADS': '1', 'PYTHON': sys.executable, 'MASTER_PORT': str(29600 + os.getpid() % 1000)},
+        cwd=tmp_path, env={**ENV, 'OMP_NUM_THREADS': '1', 'PYTHON': sys.executable,
+                           'MASTER_PORT': str(29600 + os.getpid() % 1000)},
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert (work / 'iter_4.pth').exists()
     # our Runner checkpoints reload for resume and test with weights_only=True
-    log = _run('segmentation/tools/train.py', str(config), '--work-dir', str(work), '--resume', str(work / 'iter_2.pth'),
-               '--cfg-options', 'model.backbone.init_cfg=None', cwd=tmp_path)
+    log = _run('segmentation/tools/train.py', str(config), '--work-dir', str(work),
+               '--resume', str(work / 'iter_2.pth'), '--cfg-options', 'model.backbone.init_cfg=None', cwd=tmp_path)
     assert 'resumed epoch: 0, iter: 2' in log
-    log = _run('segmentation/tools/test.py', str(config), str(work / 'iter_4.pth'), '--work-dir', str(work), cwd=tmp_path)
+    log = _run('segmentation/tools/test.py', str(config), str(work / 'iter_4.pth'), '--work-dir', str(work),
+               cwd=tmp_path)
     assert 'mIoU:' in log
 
 
@@ -196,8 +196,9 @@ def test_segmentation_train_resume_test_tools(tmp_path):
 def test_detection_train_test_tools(tmp_path, detector):
     make_coco(str(tmp_path / 'data/coco'))
     mask = detector == 'mask_rcnn'
-    test_cfg = ("dict(rpn=dict(nms_pre=100, max_per_img=50, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0), "
-                "rcnn=dict(score_thr=0.0, nms=dict(type='nms', iou_threshold=0.5), max_per_img=20, mask_thr_binary=0.5))"
+    test_cfg = ("dict(rpn=dict(nms_pre=100, max_per_img=50, nms=dict(type='nms', iou_threshold=0.7), "
+                "min_bbox_size=0), rcnn=dict(score_thr=0.0, nms=dict(type='nms', iou_threshold=0.5), "
+                "max_per_img=20, mask_thr_binary=0.5))"
                 if mask else "dict(score_thr=0.0, max_per_img=20)")
     config = tmp_path / f'tiny_{detector}.py'
     config.write_text(DET_TINY.format(

@@ -5,8 +5,8 @@ import os
 import pytest
 import timm
 import torch
-
 from conftest import FIXTURES, build_from_spec, load_fixture
+
 from models import MODEL_ARCHS, resize_filter_bases
 
 CASES = ['cls_dynamic', 'cls_cdf', 'cls_global', 'cls_afno', 'cls_k2_d8', 'cls_gelu', 'cls_relu',

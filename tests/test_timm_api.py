@@ -5,8 +5,8 @@ import math
 import pytest
 import timm
 import torch
-from timm.optim import create_optimizer_v2
 from timm.models import get_notrace_functions, get_notrace_modules
+from timm.optim import create_optimizer_v2
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from models import MODEL_ARCHS, arch_args

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT, load_script
 from PIL import Image
 
-from conftest import ROOT
-
-import train as train_script
-import validate as validate_script
-from classification_data import DataError
+from engine.data import DataError
 from models import CheckpointError
+
+train_script = load_script('train.py')
+validate_script = load_script('validate.py')
 
 PY = sys.executable
 FAST = ['-j', '0', '--img-size', '32', '-b', '8', '--max-steps-per-epoch', '2', '--log-interval', '1']

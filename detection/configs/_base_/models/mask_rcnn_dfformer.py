@@ -1,7 +1,7 @@
 # mmdet's Mask R-CNN (FPN) with a DFFormer backbone: filters built for 800x800, ImageNet weights
 # from the authors' release (filters resized at load); all four stage outputs feed the FPN.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
-custom_imports = dict(imports=['models.mm_backbone'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         _delete_=True,

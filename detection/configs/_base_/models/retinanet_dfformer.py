@@ -2,7 +2,7 @@
 # the authors' release (filters resized at load). The FPN starts at stage 1, so the stage-0
 # output norm is an identity (the authors' FORK_LAST3=1).
 _base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
-custom_imports = dict(imports=['models.mm_backbone'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -1,7 +1,7 @@
 # Semantic FPN (mmseg's) with a DFFormer backbone: filters built for 512x512 ADE20K crops,
 # ImageNet weights from the authors' release (filters resized to 512 at load).
 _base_ = 'mmseg::_base_/models/fpn_r50.py'
-custom_imports = dict(imports=['models.mm_backbone'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
 model = dict(
     pretrained=None,
     backbone=dict(

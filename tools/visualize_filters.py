@@ -3,7 +3,7 @@
 bases (first block of the stage) and of the dynamic filter actually applied to an image
 (mean over channels of |K|, K = routing-weighted mix of the bases).
 
-    python visualize_filters.py --model dfformer_s18 --checkpoint dfformer_s18.pth \
+    python tools/visualize_filters.py --model dfformer_s18 --checkpoint dfformer_s18.pth \
         --image cat.jpg --out filters.png
 
 Frequencies are shown with the zero frequency at the centre of the vertical axis (rFFT: the
@@ -13,15 +13,13 @@ import argparse
 import os
 import sys
 
+import timm
 import torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timm  # noqa: E402
-from PIL import Image  # noqa: E402
-from timm.data import create_transform, resolve_data_config  # noqa: E402
-
-import models  # noqa: E402
-from models.dfformer import DynamicFilter, GlobalFilter, mix_filter_bases, resize_filter_bases  # noqa: E402
+import models
+from models.dfformer import DynamicFilter, GlobalFilter, global_filters, mix_filter_bases
 
 
 def collect_filters(model, image: torch.Tensor):
@@ -38,7 +36,7 @@ def collect_filters(model, image: torch.Tensor):
                 routing = module.reweight(x.mean(dim=(1, 2))).view(x.shape[0], module.num_filters, -1).softmax(dim=1)
                 applied = mix_filter_bases(routing, module.complex_weights, size)[0].abs().mean(0)
             else:
-                applied = torch.view_as_complex(resize_filter_bases(module.complex_weights, size).contiguous()).abs().mean(-1)
+                applied = global_filters(module.complex_weights, size).abs().mean(0)
             bases = torch.view_as_complex(module.complex_weights.contiguous()).abs().permute(2, 0, 1)
             captured[name] = (bases if isinstance(module, DynamicFilter) else None, applied)
         return fn
@@ -99,7 +97,7 @@ def main(argv=None):
     model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=args.num_classes or 1000,
                               img_size=args.img_size).eval()
     if args.checkpoint:
-        models.load_checkpoint(model, args.checkpoint, filter_fn=models.checkpoint_filter_fn)
+        models.load_checkpoint(model, args.checkpoint)
     config = resolve_data_config({'input_size': (3, args.img_size, args.img_size)}, model=model)
     image = create_transform(**config)(Image.open(args.image).convert('RGB')).unsqueeze(0)
     path = plot_filters(collect_filters(model, image), args.out,

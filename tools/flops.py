@@ -1,19 +1,17 @@
 #!/usr/bin/env python3
 """Parameters and MACs (FFTs and complex products included) of models at any input size.
 
-    python flops.py --models dfformer_s18 cdfformer_s18 --img-size 224 512
-    python flops.py --all --markdown     # the README table
+    python tools/flops.py --models dfformer_s18 cdfformer_s18 --img-size 224 512
+    python tools/flops.py --all --markdown     # the README table
 
 Convention: see models/flops.py (printed with --convention).
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timm  # noqa: E402
-import models  # noqa: E402
-from models.flops import MAC_CONVENTION, count_macs  # noqa: E402
+import timm
+
+import models
+from models.flops import MAC_CONVENTION, count_macs
 
 
 def main(argv=None):

@@ -1,14 +1,16 @@
 """DFFormer / CDFFormer backbone for mmsegmentation 1.x and mmdetection 3.x.
 
-One class, registered in both libraries' MODELS registries, built from the classification
-model code (`DFFormerDense`). Configs import it with
-`custom_imports = dict(imports=['models.mm_backbone'], allow_failed_imports=False)`.
+One class, registered in both libraries' MODELS registries: the classification trunk with
+per-stage output norms (`models.DFFormerDense`).
 """
 import os
 from typing import Optional, Sequence
 
-from .checkpoint import CheckpointError, _first_line, load_checkpoint
-from .dfformer import RELEASE_URL, DFFormerDense, arch_args, checkpoint_filter_fn
+import torch
+
+from models import CheckpointError, DFFormerDense, arch_args
+from models.checkpoint import first_line, load_checkpoint, load_state_dict_checked
+from models.dfformer import RELEASE_URL
 
 __all__ = ['DFFormerBackbone']
 
@@ -50,20 +52,6 @@ class DFFormerBackbone(DFFormerDense):
         self.init_cfg = init_cfg
         self.is_init = False
 
-    def _checkpoint_file(self, checkpoint: str) -> str:
-        if checkpoint == 'release':
-            checkpoint = RELEASE_URL.format(self.arch)
-        if '://' not in checkpoint:
-            return checkpoint
-        try:
-            from timm.models._hub import download_cached_file
-            return download_cached_file(checkpoint)
-        except Exception as e:  # no network, HTTP error, ...
-            raise CheckpointError(
-                f'cannot download {checkpoint} ({_first_line(e)}); '
-                'download it by hand and set model.backbone.init_cfg.checkpoint to the file, '
-                'or train from scratch with model.backbone.init_cfg=None') from None
-
     def init_weights(self):
         """ImageNet weights from init_cfg (mmengine calls this); random init without one."""
         if not self.init_cfg:
@@ -71,9 +59,20 @@ class DFFormerBackbone(DFFormerDense):
         if self.init_cfg.get('type') != 'Pretrained':
             raise ValueError(f"{type(self).__name__} supports init_cfg=dict(type='Pretrained', checkpoint=...) "
                              f'only, got {self.init_cfg}')
-        path = self._checkpoint_file(self.init_cfg['checkpoint'])
-        # A classification checkpoint has no stage output norms: those keep their init.
-        load_checkpoint(self, path, filter_fn=checkpoint_filter_fn, allow_missing=('norm0.', 'norm1.', 'norm2.', 'norm3.'))
+        checkpoint = self.init_cfg['checkpoint']
+        if checkpoint == 'release':
+            checkpoint = RELEASE_URL.format(self.arch)
+        if '://' not in checkpoint:
+            load_checkpoint(self, checkpoint)
+        else:
+            try:
+                state_dict = torch.hub.load_state_dict_from_url(checkpoint, map_location='cpu', weights_only=True)
+            except Exception as e:  # no network, HTTP error, unreadable download
+                raise CheckpointError(
+                    f'cannot download {checkpoint} ({first_line(e)}); '
+                    'download it by hand and set model.backbone.init_cfg.checkpoint to the file, '
+                    'or train from scratch with model.backbone.init_cfg=None') from None
+            load_state_dict_checked(self, state_dict, checkpoint)
         self.is_init = True
 
 

@@ -10,7 +10,6 @@ from timm.data import ImageDataset, create_dataset
 
 _logger = logging.getLogger(__name__)
 
-BUILTIN_DATASETS = ('digits',)
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 SPLIT_NAMES = {'train': ('train', 'training'), 'validation': ('val', 'validation', 'valid', 'eval', 'evaluation')}
 
@@ -87,7 +86,8 @@ def find_split_dir(root: str, split: str) -> str:
     for name in (split,) + SPLIT_NAMES.get(_canonical_split(split), ()):
         if os.path.isdir(os.path.join(root, name)):
             return os.path.join(root, name)
-    raise DataError(f'{root} has no {split} folder (looked for {", ".join(SPLIT_NAMES.get(_canonical_split(split), (split,)))}): '
+    names = ', '.join(SPLIT_NAMES.get(_canonical_split(split), (split,)))
+    raise DataError(f'{root} has no {split} folder (looked for {names}): '
                     'an ImageNet-style layout is <root>/train/<class>/<image> and <root>/val/<class>/<image>')
 
 
@@ -107,7 +107,7 @@ def check_class_folders(split_dir: str):
             raise DataError(f'class folder {folder} has no images: add images or remove the folder')
 
 
-def build_dataset(name: str, root: Optional[str], split: str, is_training: bool, **kwargs):
+def build_dataset(name: str, root: Optional[str], split: str, is_training: bool, class_map: str = ''):
     """A dataset for timm's create_loader: 'digits', an ImageNet-style folder ('' / 'folder')
     or any timm dataset name (torch/..., hfds/..., wds/...)."""
     if name == 'digits':
@@ -115,8 +115,8 @@ def build_dataset(name: str, root: Optional[str], split: str, is_training: bool,
     if name in ('', 'folder', 'imagefolder'):
         split_dir = find_split_dir(root, split)
         check_class_folders(split_dir)
-        return CheckedImageDataset(split_dir, **kwargs)
-    return create_dataset(name, root=root, split=split, is_training=is_training, **kwargs)
+        return CheckedImageDataset(split_dir, class_map=class_map)
+    return create_dataset(name, root=root, split=split, is_training=is_training, class_map=class_map)
 
 
 def dataset_num_classes(dataset) -> Optional[int]:

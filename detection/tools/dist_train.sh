@@ -1,1 +1,0 @@
-../../segmentation/tools/dist_train.sh

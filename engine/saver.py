@@ -1,0 +1,83 @@
+"""Checkpoints and run records that a killed run never leaves half-written."""
+import csv
+import os
+import shutil
+from contextlib import contextmanager
+
+import torch
+from timm import utils
+
+
+@contextmanager
+def atomic_open(path: str, mode: str = 'w', **kwargs):
+    """open() for writing whose file appears at `path` only complete: written to a temporary
+    file beside it, fsynced and renamed over it; on an error the old file stays."""
+    tmp = f'{path}.tmp'
+    try:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def summary_rows_before(path: str, epoch: int):
+    """Keep summary.csv rows of epochs < `epoch` (a resumed run writes the later ones again)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    with atomic_open(path, newline='') as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(r for r in rows if int(r['epoch']) < epoch)
+
+
+def plain_args(args) -> dict:
+    """The parsed options as plain types (checkpoints then load with weights_only=True)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+
+
+class AtomicCheckpointSaver(utils.CheckpointSaver):
+    """timm's saver, but a checkpoint file is only ever replaced by a complete one (write to a
+    temp file, fsync, rename; links go to a temp name first), and `args` is stored as a plain
+    dict so checkpoints load with weights_only=True."""
+
+    def _replace(self, src, dst):
+        os.replace(src, dst)
+
+    def _duplicate(self, src, dst):
+        tmp = dst + '.tmp'
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+
+    def _save(self, save_path, epoch, metric=None):
+        state = {
+            'epoch': epoch,
+            'arch': self.args['model'],
+            'args': self.args,
+            'state_dict': utils.get_state_dict(self.model, self.unwrap_fn),
+            'optimizer': self.optimizer.state_dict(),
+            'version': 2,
+            'saver': self.state_dict(epoch, metric),
+        }
+        if self.amp_scaler is not None:
+            state[self.amp_scaler.state_dict_key] = self.amp_scaler.state_dict()
+        if self.model_ema is not None:
+            state['state_dict_ema'] = utils.get_state_dict(self.model_ema, self.unwrap_fn)
+        if metric is not None:
+            state['metric'] = metric
+        with open(save_path, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
