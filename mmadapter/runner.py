@@ -1,17 +1,72 @@
 """What the segmentation and detection tools (tools/mm/, linked as segmentation/tools and
-detection/tools) share: their common options and config loading. The task (mmseg or mmdet) is
-the config's own `default_scope`."""
+detection/tools) share: their common options, config loading with up-front checks, a Runner
+that loads checkpoints strictly, and atomic file writes. The task (mmseg or mmdet) is the
+config's own `default_scope`."""
 import argparse
+import logging
 import os
 import os.path as osp
+import pickle
+import sys
+from contextlib import contextmanager
 
+import torch
 from mmengine.config import Config, DictAction
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.logging import print_log
+from mmengine.runner import Runner
 
-from .compat import use_gloo_without_cuda
+from models import CheckpointError
+from models.checkpoint import first_line
+
+from .compat import runner_checkpoints_loadable, use_gloo_without_cuda
 
 
 class ConfigError(ValueError):
-    """A config or path on the command line that cannot be used; the message says why."""
+    """A config, path or option on the command line that cannot be used; the message says why."""
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend, but a file only ever appears complete: checkpoints and
+    dumped results are written to a temporary file, fsynced and renamed over the target."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        self._replace_with(filepath, 'wb', obj)
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        self._replace_with(filepath, 'w', obj, encoding=encoding)
+
+    @staticmethod
+    def _replace_with(filepath, mode: str, obj, **kwargs):
+        filepath = os.fspath(filepath)
+        os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
+        tmp = f'{filepath}.tmp'
+        try:
+            with open(tmp, mode, **kwargs) as f:
+                f.write(obj)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, filepath)
+        finally:
+            if osp.exists(tmp):
+                os.unlink(tmp)
+
+
+register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
+class StrictRunner(Runner):
+    """mmengine's Runner, but a checkpoint to test or resume from must fit the model exactly
+    (mmengine only warns, and a checkpoint of another model then tests as mIoU 0)."""
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False, revise_keys=((r'^module.', ''),)):
+        try:
+            with runner_checkpoints_loadable():
+                return super().load_checkpoint(filename, map_location, strict=True, revise_keys=list(revise_keys))
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
+            reason = str(e).replace('The model and loaded state dict do not match exactly\n', '').strip()
+            raise CheckpointError(f'{filename} does not fit the config\'s model or cannot be read '
+                                  f'({first_line(reason)}); is it a checkpoint of another config?') from None
 
 
 def add_common_args(p: argparse.ArgumentParser):
@@ -22,8 +77,32 @@ def add_common_args(p: argparse.ArgumentParser):
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def load_config(args) -> Config:
-    """The config with --cfg-options, --launcher and --work-dir applied."""
+def _check_work_dir(path: str):
+    if osp.exists(path) and not osp.isdir(path):
+        raise ConfigError(f'work dir {path} is a file: pass a folder with --work-dir')
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = osp.join(path, f'.write-test-{os.getpid()}')
+        open(probe, 'w').close()
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f'cannot write to work dir {path} ({e.strerror}): pass a writable folder with '
+                          '--work-dir') from None
+
+
+def _check_data_roots(cfg: Config, loaders):
+    for loader in loaders:
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        root = dataset.get('data_root')
+        if root and not osp.isdir(root):
+            raise ConfigError(
+                f'{loader}.dataset.data_root {root} does not exist: put the data there (see segmentation/README.md '
+                f'or detection/README.md) or pass --cfg-options {loader}.dataset.data_root=/path/to/data')
+
+
+def load_config(args, loaders=(), writes: bool = True) -> Config:
+    """The config with --cfg-options, --launcher and --work-dir applied, the data folders of
+    `loaders` (e.g. 'train_dataloader') checked and, if the tool `writes`, its work dir."""
     if not osp.isfile(args.config):
         raise ConfigError(f'config {args.config} does not exist')
     cfg = Config.fromfile(args.config)
@@ -34,6 +113,52 @@ def load_config(args) -> Config:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader) and cfg[loader].get('num_workers') == 0:
+            cfg[loader].persistent_workers = False  # else torch refuses num_workers=0
+    if writes:
+        _check_work_dir(cfg.work_dir)
+    _check_data_roots(cfg, loaders)
     use_gloo_without_cuda(cfg, args.launcher)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return cfg
+
+
+def set_mixed_precision(cfg: Config, amp: bool):
+    """--amp turns mmengine's AmpOptimWrapper on; it needs a GPU (mmengine 0.10.7), so without
+    one a config that asks for it trains in float32, with a warning."""
+    if amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        print_log('mixed precision needs a GPU (mmengine 0.10.7 AmpOptimWrapper): training in float32',
+                  logger='current', level=logging.WARNING)
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+        cfg.optim_wrapper.pop('dtype', None)
+
+
+def _user_error_line(error: BaseException):
+    """The one line for a user's mistake, or None for a bug (which keeps its traceback)."""
+    if isinstance(error, (ConfigError, CheckpointError)):
+        return str(error)
+    text = str(error)
+    # an unreadable image, raised by mmcv's LoadImageFromFile (also from a loader worker, which
+    # wraps the message in 'Caught AssertionError in DataLoader worker process ...')
+    if isinstance(error, AssertionError) and 'failed to load image' in text:
+        line = [line for line in text.splitlines() if 'failed to load image:' in line][-1]
+        return line.replace('AssertionError:', '').strip() + ': remove or replace the file'
+    return None
+
+
+@contextmanager
+def user_errors_as_one_line():
+    """Run a tool's main: a user's mistake ends in one line on stderr and exit code 2."""
+    try:
+        yield
+    except (ConfigError, CheckpointError, AssertionError) as e:
+        line = _user_error_line(e)
+        if line is None:
+            raise
+        print(f'error: {line}', file=sys.stderr)
+        sys.exit(2)

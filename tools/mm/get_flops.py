@@ -5,12 +5,11 @@ mmseg's and mmdet's get_flops), counted by models/flops.py (FFTs and complex pro
     python segmentation/tools/get_flops.py CONFIG --shape 512 512
 """
 import argparse
-import sys
 
 import torch
 from mmengine.registry import MODELS, init_default_scope
 
-from mmadapter.runner import ConfigError, add_common_args, load_config
+from mmadapter.runner import add_common_args, load_config, user_errors_as_one_line
 from models.flops import MAC_CONVENTION, count_macs
 
 
@@ -31,7 +30,7 @@ def main(argv=None):
     p.add_argument('--shape', type=int, nargs='+', default=[512, 512], help='input H W')
     add_common_args(p)
     args = p.parse_args(argv)
-    cfg = load_config(args)
+    cfg = load_config(args, writes=False)
     cfg.model.backbone.init_cfg = None
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model).eval()
@@ -44,7 +43,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
+    with user_errors_as_one_line():
         main()
-    except ConfigError as e:
-        sys.exit(f'error: {e}')

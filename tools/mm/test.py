@@ -5,12 +5,8 @@
 """
 import argparse
 import os.path as osp
-import sys
 
-from mmengine.runner import Runner
-
-from mmadapter.compat import runner_checkpoints_loadable
-from mmadapter.runner import ConfigError, add_common_args, load_config
+from mmadapter.runner import ConfigError, StrictRunner, add_common_args, load_config, user_errors_as_one_line
 
 
 def parse_args(argv=None):
@@ -25,17 +21,13 @@ def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise ConfigError(f'checkpoint {args.checkpoint} does not exist')
-    cfg = load_config(args)
+    cfg = load_config(args, loaders=('test_dataloader',))
     cfg.load_from = args.checkpoint
     # The checkpoint holds every weight: no ImageNet download for the backbone.
     cfg.model.backbone.init_cfg = None
-    runner = Runner.from_cfg(cfg)
-    with runner_checkpoints_loadable():
-        return runner.test()
+    return StrictRunner.from_cfg(cfg).test()
 
 
 if __name__ == '__main__':
-    try:
+    with user_errors_as_one_line():
         main()
-    except ConfigError as e:
-        sys.exit(f'error: {e}')

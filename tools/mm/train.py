@@ -5,15 +5,8 @@
         [--seed S] [--deterministic] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import logging
-import sys
 
-import torch
-from mmengine.logging import print_log
-from mmengine.runner import Runner
-
-from mmadapter.compat import runner_checkpoints_loadable
-from mmadapter.runner import ConfigError, add_common_args, load_config
+from mmadapter.runner import StrictRunner, add_common_args, load_config, set_mixed_precision, user_errors_as_one_line
 
 
 def parse_args(argv=None):
@@ -30,30 +23,19 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args)
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
-        print_log('mixed precision needs a GPU (mmengine 0.10.7 AmpOptimWrapper): training in float32',
-                  logger='current', level=logging.WARNING)
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        cfg.optim_wrapper.pop('loss_scale', None)
-        cfg.optim_wrapper.pop('dtype', None)
+    cfg = load_config(args, loaders=('train_dataloader', 'val_dataloader'))
+    set_mixed_precision(cfg, args.amp)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
     if args.seed is not None or args.deterministic:
         cfg.randomness = dict(seed=args.seed, deterministic=args.deterministic)
-    runner = Runner.from_cfg(cfg)
-    with runner_checkpoints_loadable():
-        runner.train()
+    runner = StrictRunner.from_cfg(cfg)
+    runner.train()
     return runner
 
 
 if __name__ == '__main__':
-    try:
+    with user_errors_as_one_line():
         main()
-    except ConfigError as e:
-        sys.exit(f'error: {e}')

@@ -1,6 +1,7 @@
 _base_ = [
     '../_base_/models/retinanet_dfformer.py', 'mmdet::_base_/datasets/coco_detection.py',
-    '../_base_/schedules/adamw_1x.py', 'mmdet::_base_/default_runtime.py'
+    '../_base_/schedules/adamw_1x.py', 'mmdet::_base_/default_runtime.py',
+    'mmdet::retinanet/retinanet_tta.py'
 ]
 # COCO 1333x800 with flip, batch 2 per GPU (x 8 GPUs)
 model = dict(backbone=dict(arch='dfformer_s18'), neck=dict(in_channels=[64, 128, 320, 512]))
