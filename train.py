@@ -24,16 +24,29 @@ import torch.nn as nn
 import yaml
 from timm import utils
 from timm.data import FastCollateMixup, Mixup, create_loader, resolve_data_config
+from timm.layers import to_2tuple
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
-from engine.cli import USER_ERRORS, add_data_args, add_model_args, add_runtime_args, check_common_args, run_cli
-from engine.data import build_dataset, dataset_num_classes
+from engine.cli import (
+    USER_ERRORS,
+    ArgumentParser,
+    UsageError,
+    add_data_args,
+    add_model_args,
+    add_runtime_args,
+    check_args,
+    check_checkpoint_file,
+    resolve_num_classes,
+    run_cli,
+)
+from engine.data import build_dataset, check_same_classes, dataset_num_classes
 from engine.evaluate import evaluate
 from engine.runtime import amp_autocast_for, model_img_size, setup_device
 from engine.saver import AtomicCheckpointSaver, atomic_open, plain_args, summary_rows_before
-from models import load_checkpoint
+from models import CheckpointError, PretrainedWeightsError, load_checkpoint
+from models.checkpoint import checkpoint_state_dict, first_line, has_ema
 
 _logger = logging.getLogger('train')
 
@@ -43,7 +56,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, splits=[('--train-split', 'train'), ('--val-split', 'validation')])
     add_model_args(p)
     add_runtime_args(p, batch_size=128)
@@ -127,15 +140,58 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_common_args(parser, args)
+    check_args(parser, args)
     return args
 
 
+def _size_flag(args) -> str:
+    size = to_2tuple(model_img_size(args))
+    return f'--img-size {size[0]}' if size[0] == size[1] else f'--input-size 3 {size[0]} {size[1]}'
+
+
+def check_resume(args) -> dict:
+    """Read the --resume checkpoint and check that it is a run of this model, input size and
+    optimizer (before any work is done); returns its model weights for the class-count check."""
+    checkpoint = check_checkpoint_file('--resume', args.resume, args.model)
+    state_dict = checkpoint_state_dict(checkpoint, args.resume)
+    saved = checkpoint.get('args') if isinstance(checkpoint.get('args'), dict) else None
+    if saved is None:  # a plain state_dict: load_checkpoint checks the tensors' shapes
+        return state_dict
+    saved = argparse.Namespace(**{'img_size': None, 'input_size': None, **saved})
+    where = f'--resume {args.resume}'
+    size, saved_size = to_2tuple(model_img_size(args)), to_2tuple(model_img_size(saved))
+    if tuple(size) != tuple(saved_size):
+        raise UsageError(
+            f'{where} was trained at {saved_size[0]}x{saved_size[1]} px, this run is set to {size[0]}x{size[1]}: '
+            'a run cannot be resumed at another size (its filters and optimizer state are of that size); '
+            f'pass {_size_flag(saved)}, or start a new run from its weights with --initial-checkpoint {args.resume}')
+    saved_opt = getattr(saved, 'opt', None)
+    if not args.no_resume_opt and saved_opt and saved_opt.lower() != args.opt.lower():
+        raise UsageError(f'{where} was trained with --opt {saved_opt}, this run with --opt {args.opt}: its '
+                         f'optimizer state does not fit; pass --opt {saved_opt}, or --no-resume-opt for a fresh one')
+    return state_dict
+
+
+def check_resume_classes(args, state_dict: dict, data_classes):
+    """The resumed checkpoint's classifier has this run's class count."""
+    head = state_dict.get('head.fc2.weight')
+    if head is None or head.shape[0] == args.num_classes:
+        return
+    n = head.shape[0]
+    hint = 'resume it on the data it was trained on' + (
+        f' (or pass --num-classes {n} to keep its {n} classes)' if data_classes is None or n >= data_classes else '')
+    raise UsageError(f'--resume {args.resume} has a {n}-class classifier, this run {args.num_classes} classes'
+                     f'{" (the data)" if data_classes == args.num_classes else ""}: {hint}')
+
+
 def create_model(args, num_classes: int) -> nn.Module:
-    model = timm.create_model(
-        args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
-        drop_path_rate=args.drop_path or 0., img_size=model_img_size(args),
-    )
+    try:
+        model = timm.create_model(
+            args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
+            drop_path_rate=args.drop_path or 0., img_size=model_img_size(args),
+        )
+    except PretrainedWeightsError as e:
+        raise CheckpointError(e.with_hint(f'--initial-checkpoint {e.filename} instead of --pretrained')) from None
     if args.initial_checkpoint:
         load_checkpoint(model, args.initial_checkpoint)
     if args.grad_checkpointing:
@@ -211,6 +267,10 @@ def main(argv=None):
     if not logging.getLogger().handlers:  # (main() may run more than once in a process)
         utils.setup_default_logging()
     args = parse_args(argv)
+    # the checkpoint files are read before any work: an unreadable or foreign one stops here
+    resume_state = check_resume(args) if args.resume else None
+    if args.initial_checkpoint:
+        check_checkpoint_file('--initial-checkpoint', args.initial_checkpoint, args.model)
     device = setup_device(args)
     utils.random_seed(args.seed, args.rank)
 
@@ -219,8 +279,12 @@ def main(argv=None):
                                   class_map=args.class_map)
     dataset_eval = build_dataset(args.dataset, args.data_dir, args.val_split, is_training=False,
                                  class_map=args.class_map)
-    if args.num_classes is None:
-        args.num_classes = dataset_num_classes(dataset_train) or 1000
+    check_same_classes(dataset_train, dataset_eval, args.class_map)
+    data_classes = dataset_num_classes(dataset_train)
+    args.num_classes = resolve_num_classes(args.num_classes, data_classes)
+    if resume_state is not None:
+        check_resume_classes(args, resume_state, data_classes)
+        del resume_state
     model = create_model(args, args.num_classes)
     if utils.is_primary(args):
         _logger.info(f'Model {args.model} created, param count: {sum(p.numel() for p in model.parameters())}')
@@ -237,17 +301,25 @@ def main(argv=None):
 
     resume_epoch = None
     if args.resume:
-        load_checkpoint(model, args.resume)  # one-line error for an unreadable or foreign file
-        resume_epoch = timm.models.resume_checkpoint(
-            model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
-            loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
+        # one-line error for a foreign file; filters of another size are an error, not resized
+        load_checkpoint(model, args.resume, resize_filters=False)
+        try:
+            resume_epoch = timm.models.resume_checkpoint(
+                model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
+                loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
+        except (ValueError, KeyError) as e:  # (torch's optimizer.load_state_dict)
+            raise CheckpointError(
+                f'--resume {args.resume}: its optimizer state does not fit this run ({first_line(e)}); resume '
+                'with the optimizer options of the run (--opt, --layer-decay), or pass --no-resume-opt') from None
 
     model_ema = None
     if args.model_ema:
         model_ema = utils.ModelEmaV3(model, decay=args.model_ema_decay,
                                      device='cpu' if args.model_ema_force_cpu else None)
-        if args.resume:
+        if args.resume and has_ema(args.resume):
             load_checkpoint(model_ema.module, args.resume, use_ema=True)
+        elif args.resume:  # (a run resumed with EMA newly switched on)
+            _logger.warning(f'{args.resume} has no EMA weights: the EMA starts from the resumed weights')
 
     if args.distributed:
         model = nn.parallel.DistributedDataParallel(
@@ -312,7 +384,8 @@ def main(argv=None):
             yaml.safe_dump(plain_args(args), f, default_flow_style=False)
         summary_rows_before(os.path.join(output_dir, 'summary.csv'), start_epoch)
         _logger.info(f'Training {args.model} for {num_epochs} epochs (incl. cooldown) from epoch {start_epoch}, '
-                     f'{updates_per_epoch} steps per epoch; output in {output_dir}')
+                     f'{updates_per_epoch} steps per epoch (of {len(loader_train)} per process, world size '
+                     f'{args.world_size}); output in {output_dir}')
         if args.log_wandb:
             import wandb
             wandb.init(project=args.experiment or None, name=args.task_name or None, config=plain_args(args))
@@ -349,4 +422,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main, 'train', USER_ERRORS + (NonFiniteLossError,))
+    run_cli(main, USER_ERRORS + (NonFiniteLossError,))

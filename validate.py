@@ -21,18 +21,27 @@ import torch.nn as nn
 from timm import utils
 from timm.data import create_loader, resolve_data_config
 
-from engine.cli import add_data_args, add_model_args, add_runtime_args, check_common_args, run_cli
+from engine.cli import (
+    ArgumentParser,
+    add_data_args,
+    add_model_args,
+    add_runtime_args,
+    check_args,
+    check_checkpoint_file,
+    resolve_num_classes,
+    run_cli,
+)
 from engine.data import build_dataset, dataset_num_classes
 from engine.evaluate import evaluate
 from engine.runtime import amp_autocast_for, model_img_size, setup_device
 from engine.saver import atomic_open
-from models import CheckpointError, load_checkpoint
+from models import CheckpointError, PretrainedWeightsError, load_checkpoint
 
 _logger = logging.getLogger('validate')
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, splits=[('--split', 'validation')])
     add_model_args(p)
     add_runtime_args(p, batch_size=256)
@@ -58,13 +67,20 @@ def main(argv=None):
         utils.setup_default_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_common_args(parser, args)
+    check_args(parser, args)
+    checkpoints = checkpoint_files(args.checkpoint) if args.checkpoint else [None]
+    for ckpt in checkpoints:  # an unreadable file stops here, before any work
+        if ckpt:
+            check_checkpoint_file('--checkpoint', ckpt, args.model, use_ema=args.use_ema)
     device = setup_device(args)
 
     dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False, class_map=args.class_map)
-    num_classes = args.num_classes or dataset_num_classes(dataset) or 1000
-    model = timm.create_model(
-        args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=model_img_size(args))
+    num_classes = resolve_num_classes(args.num_classes, dataset_num_classes(dataset))
+    try:
+        model = timm.create_model(
+            args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=model_img_size(args))
+    except PretrainedWeightsError as e:
+        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
     model.to(device).eval()
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -78,7 +94,7 @@ def main(argv=None):
     amp_autocast, _ = amp_autocast_for(args, device)
 
     results = []
-    for ckpt in checkpoint_files(args.checkpoint) if args.checkpoint else [None]:
+    for ckpt in checkpoints:
         if ckpt:
             load_checkpoint(model, ckpt, use_ema=args.use_ema)
         metrics = evaluate(model, loader, nn.CrossEntropyLoss().to(device), args, device, amp_autocast)
@@ -101,6 +117,8 @@ def main(argv=None):
 
 
 def write_results(results, path, fmt):
+    """Written atomically (a complete file or the old one), its folder made if need be."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_open(path, newline='') as f:
         if fmt == 'json':
             json.dump(results[0] if len(results) == 1 else results, f, indent=4)
@@ -111,4 +129,4 @@ def write_results(results, path, fmt):
 
 
 if __name__ == '__main__':
-    run_cli(main, 'validate')
+    run_cli(main)

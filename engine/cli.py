@@ -1,15 +1,20 @@
-"""Command-line options shared by train.py and validate.py (one definition each), and the
-wrapper that turns a user's mistake into one line on stderr."""
+"""Command-line options shared by train.py and validate.py (one definition each), the check of
+their values before any work (`check_args`), and the wrapper that turns a user's mistake into one
+line on stderr (`run_cli`)."""
 import argparse
-import logging
+import math
+import os
+import re
 import sys
-from typing import Callable, Sequence, Tuple
+import tempfile
+from typing import Any, Callable, Sequence, Tuple
 
 import timm
 import torch
 
 import models
-from models import CheckpointError
+from models import MIN_IMG_SIZE, CheckpointError
+from models.checkpoint import check_checkpoint
 
 from .data import DataError
 
@@ -20,6 +25,16 @@ class UsageError(ValueError):
 
 # Errors of the user's input or data: one line and exit code 2, never a traceback.
 USER_ERRORS: Tuple[type, ...] = (UsageError, DataError, CheckpointError)
+
+# Files a train.py run leaves in its output folder; a folder with any of them holds a run.
+RUN_FILES = ('last.pth.tar', 'summary.csv')
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f'{self.prog}: error: {message}\n')
 
 
 def add_data_args(p: argparse.ArgumentParser, splits: Sequence[Tuple[str, str]]):
@@ -60,19 +75,176 @@ def add_runtime_args(p: argparse.ArgumentParser, batch_size: int):
     g.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
 
 
-def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """Resolve the data folder and check the model name (argparse's one-line errors)."""
+# Numeric options and their valid ranges (smallest, largest or None); options a parser lacks
+# and unset (None) values are skipped. Floats must also be finite.
+NUMERIC_RANGES = {
+    'batch_size': (1, None), 'validation_batch_size': (1, None), 'workers': (0, None), 'num_classes': (1, None),
+    'epochs': (1, None), 'warmup_epochs': (0, None), 'cooldown_epochs': (0, None), 'patience_epochs': (0, None),
+    'log_interval': (1, None), 'checkpoint_hist': (1, None), 'recovery_interval': (0, None),
+    'max_steps_per_epoch': (0, None), 'mixup_off_epoch': (0, None),
+    'lr': (0., None), 'warmup_lr': (0., None), 'min_lr': (0., None), 'weight_decay': (0., None),
+    'momentum': (0., None), 'clip_grad': (0., None), 'opt_eps': (0., None), 'decay_rate': (0., None),
+    'drop': (0., 1.), 'drop_path': (0., 1.), 'smoothing': (0., 1.), 'reprob': (0., 1.), 'hflip': (0., 1.),
+    'vflip': (0., 1.), 'mixup': (0., None), 'cutmix': (0., None), 'mixup_prob': (0., 1.),
+    'mixup_switch_prob': (0., 1.), 'color_jitter': (0., None), 'model_ema_decay': (0., 1.),
+}
+
+
+def _flag(parser: argparse.ArgumentParser, dest: str) -> str:
+    for action in parser._actions:
+        if action.dest == dest and action.option_strings:
+            return max(action.option_strings, key=len)
+    return dest
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    for dest, (low, high) in NUMERIC_RANGES.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value) or value < low or high is not None and value > high:
+            what = 'a whole number' if isinstance(low, int) else 'a finite number'
+            bound = f'>= {low:g}' if high is None else f'from {low:g} to {high:g}'
+            value = f'{value:g}' if isinstance(value, float) else value
+            default = parser.get_default(dest)
+            parser.error(f'{_flag(parser, dest)} {value}: must be {what} {bound}'
+                         + (f' (the default is {default})' if default is not None else ''))
+    if getattr(args, 'crop_pct', None) is not None and not (math.isfinite(args.crop_pct) and args.crop_pct > 0):
+        parser.error(f'--crop-pct {args.crop_pct}: must be a finite number > 0 (e.g. 0.875 or 1.0)')
+    if args.img_size is not None and args.img_size < MIN_IMG_SIZE:
+        parser.error(f'--img-size {args.img_size}: must be at least {MIN_IMG_SIZE} pixels (e.g. --img-size 224)')
+    if args.input_size is not None:
+        c, h, w = args.input_size
+        if c < 1 or min(h, w) < MIN_IMG_SIZE:
+            parser.error(f'--input-size {c} {h} {w}: needs 1 or more channels and height and width of at least '
+                         f'{MIN_IMG_SIZE} pixels (e.g. --input-size 3 224 224)')
+
+
+def _check_input_file(parser: argparse.ArgumentParser, flag: str, path: str, folder_ok: bool = False,
+                      example: str = ''):
+    if not path or os.path.isfile(path) or folder_ok and os.path.isdir(path):
+        return
+    if os.path.isdir(path):
+        parser.error(f'{flag} {path} is a folder: pass a file'
+                     + (f' (e.g. {os.path.join(path, example)})' if example else ''))
+    parser.error(f'{flag} {path}: no such file')
+
+
+def _writable(flag: str, path: str) -> str:
+    """'' if files can be created at `path` (a folder, existing or not), else why not. Probes by
+    creating and removing a file in the nearest existing folder (permission bits do not stop root)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f'{flag} {path}: {existing} is a file, so no folder can be made there; pass another folder'
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.write-test-', dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f'{flag} {path}: cannot write in {existing} ({e.strerror}); pass a folder you can write to'
+    return ''
+
+
+def _check_output(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """train.py: the output folder can be written, and a folder holding another run is not overwritten."""
+    run_dir = os.path.join(args.output, args.experiment) if args.experiment else args.output
+    for path in (args.output, run_dir):
+        if os.path.exists(path) and not os.path.isdir(path):
+            parser.error(f'--output {path} is a file, not a folder: pass a folder (--output, --experiment)')
+    problem = _writable('--output', run_dir)
+    if problem:
+        parser.error(problem)
+    if args.experiment:
+        held = [f for f in RUN_FILES if os.path.exists(os.path.join(run_dir, f))]
+        if held and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), run_dir)):
+            parser.error(f'{run_dir} already holds a training run ({", ".join(held)}): continue it with --resume '
+                         f'{os.path.join(run_dir, "last.pth.tar")}, or pass another --experiment (or remove the '
+                         'folder) to start a new one')
+
+
+def _check_results_file(parser: argparse.ArgumentParser, path: str):
+    """validate.py: --results-file can be written."""
+    if os.path.isdir(path):
+        parser.error(f'--results-file {path} is a folder: pass a file name (e.g. {os.path.join(path, "r.json")})')
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = _writable('--results-file', folder)
+    if problem:
+        parser.error(problem)
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Check every option of train.py / validate.py before any work is done (argparse's one-line
+    errors), and resolve the data folder."""
     if args.data and args.data_dir and args.data != args.data_dir:
         parser.error('give the data folder once (positional or --data-dir)')
     args.data_dir = args.data_dir or args.data
     if not timm.is_model(args.model):
         parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
+    if args.pretrained and not timm.models.is_model_pretrained(args.model):
+        released = sorted(m for m in models.MODEL_ARCHS if timm.models.is_model_pretrained(m))
+        parser.error(f'--pretrained: {args.model} has no released weights (released: {", ".join(released)}); '
+                     'drop --pretrained')
+    _check_numbers(parser, args)
+    _check_input_file(parser, '--class-map', getattr(args, 'class_map', ''))
+    if hasattr(args, 'resume'):  # train.py
+        _check_input_file(parser, '--resume', args.resume, example='last.pth.tar')
+        _check_input_file(parser, '--initial-checkpoint', args.initial_checkpoint, example='model_best.pth.tar')
+        _check_output(parser, args)
+    if hasattr(args, 'checkpoint'):  # validate.py (and scripts with its options)
+        _check_input_file(parser, '--checkpoint', args.checkpoint, folder_ok=True)
+        if getattr(args, 'use_ema', False) and not args.checkpoint:
+            parser.error('--use-ema needs --checkpoint (the training checkpoint whose EMA weights to evaluate)')
+    if getattr(args, 'results_file', ''):
+        _check_results_file(parser, os.path.join(getattr(args, 'results_dir', '') or '', args.results_file))
 
 
-def run_cli(main: Callable, logger_name: str, errors: Tuple[type, ...] = USER_ERRORS):
+def check_checkpoint_file(flag: str, path: str, model_name: str, use_ema: bool = False) -> Any:
+    """Read a checkpoint before any work: an unreadable file, or a train.py checkpoint of another
+    model, is a one-line error. Returns the file's content (memory-mapped tensors)."""
+    try:
+        checkpoint = check_checkpoint(path, use_ema=use_ema)
+    except CheckpointError as e:  # (its message starts with the path)
+        raise CheckpointError(f'{flag} {e}') from None
+    saved = checkpoint.get('args') if isinstance(checkpoint.get('args'), dict) else {}
+    if saved.get('model') and saved['model'] != model_name:
+        raise UsageError(f'{flag} {path} is a checkpoint of {saved["model"]}, this run builds {model_name}: '
+                         f'pass --model {saved["model"]}')
+    return checkpoint
+
+
+def resolve_num_classes(num_classes, data_classes) -> int:
+    """--num-classes, by default the data's class count (1000 when the data set does not say);
+    fewer classes than the data has is an error (its labels would be out of range)."""
+    if num_classes is None:
+        return data_classes or 1000
+    if data_classes and num_classes < data_classes:
+        raise UsageError(f'--num-classes {num_classes}: the data has {data_classes} classes; '
+                         f'pass --num-classes {data_classes} (or leave it out)')
+    return num_classes
+
+
+def one_line(error: BaseException) -> str:
+    """The message of `error` on one line. An exception raised in a DataLoader worker comes back as
+    the same type with the worker's whole traceback as its message ('Caught DataError in DataLoader
+    worker process 0. Original Traceback ...'): that is reduced to the original message."""
+    text = str(error).strip()
+    if 'Original Traceback' in text:
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        # the traceback's last line: '<module>.<Class>: <message>'
+        for name in (f'{type(error).__module__}.{type(error).__qualname__}', type(error).__qualname__):
+            if last.startswith(name + ': '):
+                return last[len(name) + 2:]
+        return re.sub(r'^[\w.]+: ', '', last)
+    return ' '.join(line.strip() for line in text.splitlines()) or type(error).__name__
+
+
+def run_cli(main: Callable, errors: Tuple[type, ...] = USER_ERRORS):
     """Run `main()`; a user error ends in one line on stderr and exit code 2."""
     try:
         main()
     except errors as e:
-        logging.getLogger(logger_name).error(f'error: {e}')
+        sys.stdout.flush()
+        print(f'{os.path.basename(sys.argv[0])}: error: {one_line(e)}', file=sys.stderr, flush=True)
         sys.exit(2)

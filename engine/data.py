@@ -119,6 +119,29 @@ def build_dataset(name: str, root: Optional[str], split: str, is_training: bool,
     return create_dataset(name, root=root, split=split, is_training=is_training, class_map=class_map)
 
 
+def _class_names(dataset) -> Optional[list]:
+    class_to_idx = getattr(getattr(dataset, 'reader', None), 'class_to_idx', None)
+    return sorted(class_to_idx, key=class_to_idx.get) if class_to_idx else None
+
+
+def check_same_classes(train_dataset, eval_dataset, class_map: str = ''):
+    """Train and validation folders hold the same classes: labels are indices of the sorted class
+    folder names of each split, so another set of folders would silently misalign them."""
+    train_names, eval_names = _class_names(train_dataset), _class_names(eval_dataset)
+    if class_map or train_names is None or eval_names is None or train_names == eval_names:
+        return
+    only_train = sorted(set(train_names) - set(eval_names))
+    only_eval = sorted(set(eval_names) - set(train_names))
+
+    def some(names):
+        return ', '.join(names[:5]) + (f' (+{len(names) - 5} more)' if len(names) > 5 else '')
+    differ = '; '.join(f'only in {split}: {some(names)}' for split, names in (
+        ('train', only_train), ('validation', only_eval)) if names)
+    raise DataError(
+        f'the train and validation folders have different classes ({len(train_names)} vs {len(eval_names)}; '
+        f'{differ}): labels would not match; give both splits the same class folders, or --class-map')
+
+
 def dataset_num_classes(dataset) -> Optional[int]:
     if hasattr(dataset, 'num_classes'):
         return dataset.num_classes

@@ -1,6 +1,7 @@
 """DFFormer / CDFFormer / GFFormer for timm: `import models` registers every model name."""
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, PretrainedWeightsError, load_checkpoint, read_checkpoint
 from .dfformer import (
+    MIN_IMG_SIZE,
     MODEL_ARCHS,
     DFFormer,
     DFFormerDense,
@@ -11,6 +12,7 @@ from .dfformer import (
 )
 
 __all__ = [
-    'CheckpointError', 'DFFormer', 'DFFormerDense', 'DFFormerTrunk', 'MODEL_ARCHS', 'arch_args',
-    'checkpoint_filter_fn', 'load_checkpoint', 'resize_filter_bases',
+    'CheckpointError', 'DFFormer', 'DFFormerDense', 'DFFormerTrunk', 'MIN_IMG_SIZE', 'MODEL_ARCHS',
+    'PretrainedWeightsError', 'arch_args', 'checkpoint_filter_fn', 'load_checkpoint', 'read_checkpoint',
+    'resize_filter_bases',
 ]

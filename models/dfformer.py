@@ -15,7 +15,9 @@ Where this differs from the original code (outputs are equal within float32 roun
   are real-linear, so they commute), so the inverse FFT transforms C rather than 2C channels;
 - filters are resized on the fly for any input size, as the authors did for dense tasks only.
 """
+import http.client
 import re
+import urllib.error
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -356,6 +358,16 @@ class MetaFormerBlock(nn.Module):
         return x
 
 
+# The stem (conv 7x7, stride 4, padding 2) needs 3 pixels for a 1x1 output; every later map is >= 1x1.
+MIN_IMG_SIZE = 3
+
+
+def _stage_size(img_size: Tuple[int, int], stride: int) -> Tuple[int, int]:
+    """The feature-map size the filters of a stage are built for: img_size // stride (the authors'
+    choice), at least 1x1 (below 32 px the last stages' maps are 1 pixel, not 0)."""
+    return max(1, img_size[0] // stride), max(1, img_size[1] // stride)
+
+
 def _per_stage(value, num_stages: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * num_stages
 
@@ -369,7 +381,8 @@ class DFFormerTrunk(nn.Module):
         token_mixers: per stage (or one for all), a key of TOKEN_MIXERS.
         mixer_kwargs: overrides of the mixer defaults (e.g. num_filters, reweight_expansion_ratio).
         act_layer: 'star_relu', 'gelu' or 'relu': first activation of the mixer and of the MLP.
-        img_size: input size the frequency filters are built for; other sizes resize them.
+        img_size: input size the frequency filters are built for (at least 3 px, as any input);
+            other sizes resize them.
         res_scale_init_values: per stage, init of the residual scales (None: no scale).
         proj_drop_rate: dropout in the channel MLPs; drop_path_rate: stochastic depth (last block).
     """
@@ -398,6 +411,8 @@ class DFFormerTrunk(nn.Module):
             raise ValueError(f'unknown act_layer {act_layer!r}; choose from {sorted(ACTIVATIONS)}')
         act = ACTIVATIONS[act_layer]
         img_size = to_2tuple(img_size)
+        if min(img_size) < MIN_IMG_SIZE:
+            raise ValueError(f'img_size must be at least {MIN_IMG_SIZE} pixels (got {img_size})')
 
         self.dims = list(dims)
         self.img_size = img_size
@@ -415,7 +430,7 @@ class DFFormerTrunk(nn.Module):
             stride = 2 ** (i + 2)
             mixer = partial(
                 TOKEN_MIXERS[token_mixers[i]], act_layer=act, **(mixer_kwargs or {}),
-                **({'size': (img_size[0] // stride, img_size[1] // stride)}
+                **({'size': _stage_size(img_size, stride)}
                    if token_mixers[i] in ('dynamic_filter', 'global_filter') else {}),
             )
             self.stages.append(nn.Sequential(*[
@@ -654,7 +669,7 @@ def _cfg(url: str = '', **kwargs) -> Dict:
         'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
         'crop_pct': 1.0, 'interpolation': 'bicubic', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'downsample_layers.0.conv', 'classifier': 'head.fc2',
-        'license': 'apache-2.0', 'paper_ids': 'arXiv:2303.03932',
+        'license': 'mit', 'paper_ids': 'arXiv:2303.03932',
         **kwargs,
     }
 
@@ -667,14 +682,26 @@ default_cfgs = generate_default_cfgs({
 })
 
 
+# What a failed download of released weights raises (urllib wraps socket errors in URLError;
+# a connection lost while reading raises the others).
+_DOWNLOAD_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
 def _create_dfformer(variant: str, pretrained: bool = False, **kwargs) -> DFFormer:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
-        DFFormer, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-        **{**arch_args(variant), **kwargs},
-    )
+    try:
+        return build_model_with_cfg(
+            DFFormer, variant, pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+            **{**arch_args(variant), **kwargs},
+        )
+    except _DOWNLOAD_ERRORS as e:
+        if not pretrained:
+            raise
+        from .checkpoint import PretrainedWeightsError  # (models.checkpoint imports this module)
+        url = (kwargs.get('pretrained_cfg_overlay') or {}).get('url') or RELEASE_URL.format(variant)
+        raise PretrainedWeightsError(variant, url, e) from e
 
 
 @register_model
