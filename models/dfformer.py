@@ -61,6 +61,12 @@ def resize_filter_bases(bases: Tensor, size: Tuple[int, int]) -> Tensor:
     return planes.reshape(k, 2, size[0], size[1]).permute(2, 3, 0, 1)
 
 
+def _spectral_dtype(x: Tensor) -> torch.dtype:
+    """FFTs and filters run in float32, or float64 for a float64 model: a half-precision model
+    keeps them in float32 (CPU FFTs have no half precision, cuFFT's needs power-of-2 sizes)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _autocast_enabled(x: Tensor) -> bool:
     if torch.jit.is_scripting():
         return False
@@ -80,21 +86,21 @@ def mix_filter_bases(routing: Tensor, bases: Tensor, size: Tuple[int, int]) -> T
     routing: (B, N, M) softmax weights; bases: (h0, w0, N, 2). One real matmul; float32 even
     under autocast, like the original's complex64 einsum.
     """
-    bases = resize_filter_bases(bases, size)
+    bases = resize_filter_bases(bases.to(_spectral_dtype(bases)), size)
     num_bases = bases.shape[2]
     bases = bases.permute(2, 0, 1, 3).reshape(num_bases, -1)  # (N, h * w * 2)
     routing = routing.transpose(1, 2)  # (B, M, N)
     if _autocast_enabled(routing):
         filters = _matmul_float32(routing, bases)
     else:
-        filters = torch.matmul(routing, bases)
+        filters = torch.matmul(routing.to(bases.dtype), bases)
     return torch.view_as_complex(filters.view(routing.shape[0], routing.shape[1], size[0], size[1], 2))
 
 
 @register_notrace_function
 def global_filters(bases: Tensor, size: Tuple[int, int]) -> Tensor:
     """Static complex filters (M, h, w) from bases (h0, w0, M, 2)."""
-    bases = resize_filter_bases(bases, size)
+    bases = resize_filter_bases(bases.to(_spectral_dtype(bases)), size)
     return torch.view_as_complex(bases.permute(2, 0, 1, 3).contiguous())
 
 
@@ -107,7 +113,7 @@ def filter_and_project(
     x: (B, M, H, W) channels-first; returns (B, H, W, C) channels-last.
     """
     B, M, H, W = x.shape
-    spectrum = torch.fft.rfft2(x.float(), norm='ortho') * filters
+    spectrum = torch.fft.rfft2(x.to(_spectral_dtype(x)), norm='ortho') * filters
     if _autocast_enabled(x):
         # Original order under autocast: inverse FFT in float32, projection in autocast precision.
         y = torch.fft.irfft2(spectrum, s=(H, W), norm='ortho')
@@ -275,12 +281,14 @@ class AFNO(nn.Module):
     @staticmethod
     def _complex_block_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         """x (..., blocks, d) complex times block weights given as (2, blocks, d, d) real/imag."""
-        weight = torch.complex(weight[0], weight[1])
-        return torch.einsum('...ni,nio->...no', x, weight) + torch.complex(bias[0], bias[1])
+        weight, bias = weight.to(x.real.dtype), bias.to(x.real.dtype)
+        out = torch.einsum('...ni,nio->...no', x, torch.complex(weight[0], weight[1]))
+        return out + torch.complex(bias[0], bias[1])
 
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, _ = x.shape
-        y = self.act1(self.pwconv1(x)).float()
+        y = self.act1(self.pwconv1(x))
+        y = y.to(_spectral_dtype(y))
         spectrum = torch.fft.rfft2(y, dim=(1, 2), norm='ortho')
         spectrum = spectrum.reshape(B, H, -1, self.num_blocks, self.med_channels // self.num_blocks)
         hidden = self._complex_block_linear(spectrum, self.w1, self.b1)
