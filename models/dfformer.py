@@ -67,6 +67,11 @@ def _spectral_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+@register_notrace_function  # FX leaf: branches on the dtype
+def to_spectral_dtype(x: Tensor) -> Tensor:
+    return x.to(_spectral_dtype(x))
+
+
 def _autocast_enabled(x: Tensor) -> bool:
     if torch.jit.is_scripting():
         return False
@@ -287,8 +292,7 @@ class AFNO(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, _ = x.shape
-        y = self.act1(self.pwconv1(x))
-        y = y.to(_spectral_dtype(y))
+        y = to_spectral_dtype(self.act1(self.pwconv1(x)))
         spectrum = torch.fft.rfft2(y, dim=(1, 2), norm='ortho')
         spectrum = spectrum.reshape(B, H, -1, self.num_blocks, self.med_channels // self.num_blocks)
         hidden = self._complex_block_linear(spectrum, self.w1, self.b1)
