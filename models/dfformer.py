@@ -16,8 +16,10 @@ Where this differs from the original code (outputs are equal within float32 roun
 - filters are resized on the fly for any input size, as the authors did for dense tasks only.
 """
 import http.client
+import math
 import re
 import urllib.error
+from contextlib import contextmanager
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -84,53 +86,236 @@ def _matmul_float32(a: Tensor, b: Tensor) -> Tensor:
         return torch.matmul(a.float(), b.float())
 
 
+def _basis_planes(bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Bases (h0, w0, N, 2) resized to `size`, in the spectral dtype, as rows (N, h * w * 2) of
+    interleaved real and imaginary parts (the layout of `view_as_real` of an rFFT2)."""
+    bases = resize_filter_bases(bases.to(_spectral_dtype(bases)), size)
+    return bases.permute(2, 0, 1, 3).reshape(bases.shape[2], -1)
+
+
+def _filter_planes(routing: Optional[Tensor], planes: Tensor) -> Tensor:
+    """Filters as real planes: (B, M, h * w * 2) = routing (B, N, M)^T x planes (N, h * w * 2) for
+    the dynamic filter (one real matmul), or the planes themselves (M, h * w * 2) for the global one."""
+    if routing is None:
+        return planes
+    return torch.matmul(routing.transpose(1, 2), planes)
+
+
 @register_notrace_function
 def mix_filter_bases(routing: Tensor, bases: Tensor, size: Tuple[int, int]) -> Tensor:
     """Per-image complex filters (B, M, h, w) = sum_n routing[b, n, m] * bases[h, w, n].
 
-    routing: (B, N, M) softmax weights; bases: (h0, w0, N, 2). One real matmul; float32 even
-    under autocast, like the original's complex64 einsum.
+    routing: (B, N, M) softmax weights; bases: (h0, w0, N, 2). Float32 even under autocast,
+    like the original's complex64 einsum.
     """
-    bases = resize_filter_bases(bases.to(_spectral_dtype(bases)), size)
-    num_bases = bases.shape[2]
-    bases = bases.permute(2, 0, 1, 3).reshape(num_bases, -1)  # (N, h * w * 2)
-    routing = routing.transpose(1, 2)  # (B, M, N)
+    planes = _basis_planes(bases, size)
     if _autocast_enabled(routing):
-        filters = _matmul_float32(routing, bases)
+        filters = _matmul_float32(routing.transpose(1, 2), planes)
     else:
-        filters = torch.matmul(routing.to(bases.dtype), bases)
-    return torch.view_as_complex(filters.view(routing.shape[0], routing.shape[1], size[0], size[1], 2))
+        filters = _filter_planes(routing.to(planes.dtype), planes)
+    return torch.view_as_complex(filters.view(routing.shape[0], routing.shape[2], size[0], size[1], 2))
 
 
 @register_notrace_function
 def global_filters(bases: Tensor, size: Tuple[int, int]) -> Tensor:
     """Static complex filters (M, h, w) from bases (h0, w0, M, 2)."""
-    bases = resize_filter_bases(bases.to(_spectral_dtype(bases)), size)
-    return torch.view_as_complex(bases.permute(2, 0, 1, 3).contiguous())
+    planes = _basis_planes(bases, size)
+    return torch.view_as_complex(planes.view(planes.shape[0], size[0], size[1], 2))
+
+
+# Maps of at most this many pixels are transformed by matrix multiplication rather than FFT
+# (7x7 and 14x14 at 224 px): the real DFT matrices are small, and one GEMM beats an FFT's
+# passes there. Set by benchmarking both on CPU (see README, Performance).
+DFT_MATMUL_MAX_PIXELS = 196
+_dft_matmul_everywhere = False
+_DFT_CACHE: Dict[Tuple[int, int, torch.dtype, torch.device], Tuple[Tensor, Tensor]] = {}
+
+
+@contextmanager
+def dft_by_matmul():
+    """Within the block, every spectral mixer transforms by matrix multiplication (MatMul
+    nodes, e.g. for ONNX export) instead of only the small maps."""
+    global _dft_matmul_everywhere
+    before, _dft_matmul_everywhere = _dft_matmul_everywhere, True
+    try:
+        yield
+    finally:
+        _dft_matmul_everywhere = before
+
+
+def _column_weights(width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Weights of the rFFT columns in the inverse: 2 for those standing for a conjugate pair,
+    1 for the zero (and, for even widths, the Nyquist) frequency."""
+    weights = torch.full((width // 2 + 1,), 2., dtype=dtype, device=device)
+    weights[0] = 1.
+    if width % 2 == 0:
+        weights[-1] = 1.
+    return weights
+
+
+def dft_matrices(height: int, width: int, dtype: torch.dtype = torch.float64,
+                 device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
+    """Real matrices of the orthonormal 2D real DFT of an (height, width) map, both (H * W, K2)
+    with K2 = H * (W // 2 + 1) * 2 columns in `view_as_real(rfft2(.))` order:
+
+        view_as_real(rfft2(x)).flatten() == x.flatten() @ forward
+        irfft2(Z, s=(H, W)).flatten() == inverse_t @ view_as_real(Z).flatten()
+    """
+    w_half = width // 2 + 1
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    # Phases in turns, reduced exactly in integers before the division.
+    turns_h = (rows[:, None] * rows[None, :] % height).to(dtype) / height  # (h, kh)
+    turns_w = (cols[:, None] * cols[None, :w_half] % width).to(dtype) / width  # (w, kw)
+    angle = (2 * math.pi) * (turns_h[:, None, :, None] + turns_w[None, :, None, :])  # (h, w, kh, kw)
+    scale = (height * width) ** -0.5
+    forward = torch.stack((angle.cos() * scale, angle.sin() * -scale), dim=-1)  # (h, w, kh, kw, 2)
+    inverse_t = forward * _column_weights(width, dtype, device)[:, None]
+    return forward.reshape(height * width, -1), inverse_t.reshape(height * width, -1)
+
+
+@torch.jit.unused
+def _cached_dft_matrices(height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tuple[Tensor, Tensor]:
+    key = (height, width, dtype, device)
+    if key not in _DFT_CACHE:
+        # Built in float64 on the CPU, then cast: exact to the last bit of the dtype.
+        _DFT_CACHE[key] = tuple(m.to(device, dtype) for m in dft_matrices(height, width))
+    return _DFT_CACHE[key]
+
+
+def _rdft2(y: Tensor, matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+    """(B, M, H, W) -> spectrum as real (B, M, K2)."""
+    B, M = y.shape[:2]
+    if matrices is None:
+        return torch.view_as_real(torch.fft.rfft2(y, norm='ortho')).view(B, M, -1)
+    return torch.matmul(y.reshape(B, M, -1), matrices[0])
+
+
+def _irdft2(spectrum: Tensor, size: Tuple[int, int], matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+    """Spectrum as real (B, C, K2) -> (B, C, H, W)."""
+    B, C = spectrum.shape[:2]
+    if matrices is None:
+        spectrum = torch.view_as_complex(spectrum.view(B, C, size[0], size[1] // 2 + 1, 2))
+        return torch.fft.irfft2(spectrum, s=size, norm='ortho')
+    return torch.matmul(spectrum, matrices[1].t()).view(B, C, size[0], size[1])
+
+
+def _rdft2_adjoint(grad: Tensor, size: Tuple[int, int], matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+    """Adjoint of `_rdft2`: (B, M, K2) -> (B, M, H, W)."""
+    B, M = grad.shape[:2]
+    if matrices is None:
+        grad = torch.view_as_complex(grad.view(B, M, size[0], size[1] // 2 + 1, 2))
+        grad = grad / _column_weights(size[1], grad.real.dtype, grad.device)
+        return torch.fft.irfft2(grad, s=size, norm='ortho')
+    return torch.matmul(grad, matrices[0].t()).view(B, M, size[0], size[1])
+
+
+def _irdft2_adjoint(grad: Tensor, matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+    """Adjoint of `_irdft2`: (B, C, H, W) -> (B, C, K2)."""
+    B, C, H, W = grad.shape
+    if matrices is None:
+        spectrum = torch.fft.rfft2(grad, norm='ortho') * _column_weights(W, grad.dtype, grad.device)
+        return torch.view_as_real(spectrum).view(B, C, -1)
+    return torch.matmul(grad.reshape(B, C, H * W), matrices[1])
+
+
+def _complex_mul(a: Tensor, b: Tensor, conj_b: bool = False) -> Tensor:
+    """Elementwise product of spectra given as real (..., K2) interleaved planes."""
+    ac = torch.view_as_complex(a.view(a.shape[:-1] + (-1, 2)))
+    bc = torch.view_as_complex(b.view(b.shape[:-1] + (-1, 2)))
+    return torch.view_as_real(ac * (bc.conj() if conj_b else bc)).flatten(-2)
+
+
+def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+    """irDFT2(proj_weight x (rDFT2(y) * filters)): (B, M, H, W) -> (B, C, H, W).
+
+    The projection (C, M) is real-linear and so commutes with the inverse transform: applying
+    it to the half spectrum first inverse-transforms C instead of M channels.
+    """
+    spectrum = _complex_mul(_rdft2(y, matrices), filters)
+    spectrum = torch.bmm(proj_weight.expand(y.shape[0], -1, -1), spectrum)
+    return _irdft2(spectrum, (y.shape[2], y.shape[3]), matrices)
+
+
+class _SpectralMix(torch.autograd.Function):
+    """`_mix` saving only its real input, the routing weights and the (small) parameters: the
+    spectrum, the per-image filters and the filtered spectrum (each as large as the input) are
+    recomputed in backward, whose adjoint transforms are written out."""
+
+    @staticmethod
+    def forward(ctx, y, routing, planes, proj_weight, matrices):
+        ctx.save_for_backward(y, routing, planes, proj_weight)
+        ctx.matrices = matrices
+        return _mix(y, _filter_planes(routing, planes), proj_weight, matrices)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, routing, planes, proj_weight = ctx.saved_tensors
+        matrices = ctx.matrices
+        B, M, H, W = y.shape
+        grad_y = grad_routing = grad_planes = grad_proj = None
+        with torch.autocast(y.device.type, enabled=False):  # (a backward called inside autocast)
+            filters = _filter_planes(routing, planes)
+            spectrum = _rdft2(y, matrices)
+            grad_projected = _irdft2_adjoint(grad, matrices)  # (B, C, K2)
+            if ctx.needs_input_grad[3]:
+                filtered = _complex_mul(spectrum, filters)
+                grad_proj = torch.bmm(grad_projected, filtered.transpose(1, 2)).sum(0)
+            grad_filtered = torch.bmm(proj_weight.t().expand(B, -1, -1), grad_projected)  # (B, M, K2)
+            if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+                grad_filters = _complex_mul(grad_filtered, spectrum, conj_b=True)
+                if routing is None:
+                    grad_planes = grad_filters.sum(0)
+                else:
+                    if ctx.needs_input_grad[1]:
+                        grad_routing = torch.matmul(grad_filters, planes.t()).transpose(1, 2)
+                    if ctx.needs_input_grad[2]:
+                        grad_planes = torch.bmm(routing, grad_filters).sum(0)
+            if ctx.needs_input_grad[0]:
+                grad_y = _rdft2_adjoint(_complex_mul(grad_filtered, filters, conj_b=True), (H, W), matrices)
+        return grad_y, grad_routing, grad_planes, grad_proj, None
+
+
+@torch.jit.unused
+def _spectral_mix_eager(y: Tensor, routing: Optional[Tensor], planes: Tensor, proj_weight: Tensor) -> Tensor:
+    H, W = y.shape[2:]
+    matrices = None
+    if _dft_matmul_everywhere or H * W <= DFT_MATMUL_MAX_PIXELS:
+        matrices = _cached_dft_matrices(H, W, y.dtype, y.device)
+    inputs = (y, planes, proj_weight) + ((routing,) if routing is not None else ())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _SpectralMix.apply(y, routing, planes, proj_weight, matrices)
+    return _mix(y, _filter_planes(routing, planes), proj_weight, matrices)
 
 
 @register_notrace_function
-def filter_and_project(
-        x: Tensor, filters: Tensor, proj_weight: Tensor, out_dtype: torch.dtype,
+def spectral_mix(
+        y: Tensor, routing: Optional[Tensor], bases: Tensor, proj_weight: Tensor, out_dtype: torch.dtype,
 ) -> Tensor:
-    """irFFT2(rFFT2(x) * filters) followed by the pointwise projection `proj_weight` (C, M).
+    """The spectral token mixing of DFFormer / GFFormer followed by the projection:
+    irFFT2(rFFT2(y) * filters) x proj_weight^T, filters = sum_n routing[:, n, m] * bases[..., n]
+    (dynamic) or bases[..., m] (global, routing None).
 
-    x: (B, M, H, W) channels-first; returns (B, H, W, C) channels-last.
+    y: (B, M, H, W) channels-first; bases (h0, w0, N or M, 2); proj_weight (C, M).
+    Returns (B, H, W, C) channels-last in `out_dtype`.
     """
-    B, M, H, W = x.shape
-    spectrum = torch.fft.rfft2(x.to(_spectral_dtype(x)), norm='ortho') * filters
-    if _autocast_enabled(x):
-        # Original order under autocast: inverse FFT in float32, projection in autocast precision.
-        y = torch.fft.irfft2(spectrum, s=(H, W), norm='ortho')
+    H, W = y.shape[2:]
+    size = _filter_shape((H, W))
+    if _autocast_enabled(y):
+        # The original's order under autocast: FFTs and filters in float32, the projection in
+        # autocast precision after the inverse FFT.
+        filters = global_filters(bases, size) if routing is None else mix_filter_bases(routing, bases, size)
+        y = torch.fft.irfft2(torch.fft.rfft2(y.float(), norm='ortho') * filters, s=(H, W), norm='ortho')
         return F.linear(y.permute(0, 2, 3, 1), proj_weight)
-    # The projection is real-linear and so commutes with irFFT2: apply it to the half
-    # spectrum and inverse-transform C instead of M channels.
-    h, w = spectrum.shape[-2:]
-    spectrum = torch.view_as_real(spectrum).view(B, M, h * w * 2)
-    spectrum = torch.bmm(proj_weight.to(spectrum.dtype).expand(B, -1, -1), spectrum)
-    spectrum = torch.view_as_complex(spectrum.view(B, -1, h, w, 2))
-    y = torch.fft.irfft2(spectrum, s=(H, W), norm='ortho')
-    return y.permute(0, 2, 3, 1).to(out_dtype)
+    planes = _basis_planes(bases, size)
+    y, proj_weight = y.to(planes.dtype), proj_weight.to(planes.dtype)
+    if routing is not None:
+        routing = routing.to(planes.dtype)
+    if torch.jit.is_scripting():
+        out = _mix(y, _filter_planes(routing, planes), proj_weight, None)
+    else:
+        out = _spectral_mix_eager(y, routing, planes, proj_weight)
+    return out.permute(0, 2, 3, 1).to(out_dtype)
 
 
 def pointwise_to_channels_first(x: Tensor, weight: Tensor) -> Tensor:
@@ -143,22 +328,40 @@ def pointwise_to_channels_first(x: Tensor, weight: Tensor) -> Tensor:
     return torch.bmm(weight.expand(B, -1, -1), x.reshape(B, H * W, C).transpose(1, 2)).view(B, -1, H, W)
 
 
-def pointwise_from_channels_first(x: Tensor, weight: Tensor) -> Tensor:
-    """Linear over channels of (B, M, H, W) x, written channels-last as (B, H, W, C)."""
-    B, M, H, W = x.shape
-    return torch.bmm(x.reshape(B, M, H * W).transpose(1, 2), weight.t().expand(B, -1, -1)).view(B, H, W, -1)
+class _StarReLUFunction(torch.autograd.Function):
+    """s * relu(x)**2 + b saving only x for backward (autograd's formula keeps relu(x) and
+    relu(x)**2, two more tensors of x's size: the largest activations of the network), and
+    computing the output in one buffer."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, scale)
+        y = F.relu(x)
+        return y.mul_(y).mul_(scale).add_(bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, scale = ctx.saved_tensors
+        grad_x = grad_scale = grad_bias = None
+        relu_x = F.relu(x)
+        if ctx.needs_input_grad[1]:
+            grad_scale = (grad * relu_x * relu_x).sum().view(1)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum().view(1)
+        if ctx.needs_input_grad[0]:
+            grad_x = relu_x.mul_(grad).mul_(2 * scale)
+        return grad_x, grad_scale, grad_bias
 
 
-@register_notrace_module  # FX leaf: branches on grad mode
+@register_notrace_module  # FX leaf: branches on dtypes
 class StarReLU(metaformer.StarReLU):
-    """s * relu(x)**2 + b (timm's, same parameters). Without autograd it works in place on
-    one buffer: the activations are the largest tensors of the network."""
+    """s * relu(x)**2 + b (timm's, same parameters and outputs), keeping only its input for
+    backward and writing one buffer."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() or x.dtype != self.scale.dtype:  # (autocast promotes)
+        if torch.jit.is_scripting() or x.dtype != self.scale.dtype:  # (autocast: timm's promotion)
             return self.scale * F.relu(x) ** 2 + self.bias
-        y = F.relu(x)
-        return y.mul_(y).mul_(self.scale).add_(self.bias)
+        return _StarReLUFunction.apply(x, self.scale, self.bias)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,8 +402,7 @@ class DynamicFilter(nn.Module):
         B, H, W, _ = x.shape
         routing = self.reweight(x.mean(dim=(1, 2))).view(B, self.num_filters, -1).softmax(dim=1)
         y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
-        filters = mix_filter_bases(routing, self.complex_weights, _filter_shape((H, W)))
-        return filter_and_project(y, filters, self.pwconv2.weight, x.dtype)
+        return spectral_mix(y, routing, self.complex_weights, self.pwconv2.weight, x.dtype)
 
 
 class GlobalFilter(nn.Module):
@@ -222,10 +424,8 @@ class GlobalFilter(nn.Module):
         self.pwconv2 = nn.Linear(self.med_channels, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        H, W = x.shape[1:3]
         y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
-        filters = global_filters(self.complex_weights, _filter_shape((H, W)))
-        return filter_and_project(y, filters, self.pwconv2.weight, x.dtype)
+        return spectral_mix(y, None, self.complex_weights, self.pwconv2.weight, x.dtype)
 
 
 class SepConv(nn.Module):
@@ -247,9 +447,10 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Linear(med_channels, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
-        y = self.dwconv(y)
-        return pointwise_from_channels_first(y, self.pwconv2.weight)
+        # The depthwise conv on a channels_last view (the NHWC tensor permuted): oneDNN's fast
+        # layout for it, and no copy on the way in or out.
+        y = self.dwconv(self.act1(self.pwconv1(x)).permute(0, 3, 1, 2))
+        return self.pwconv2(y.permute(0, 2, 3, 1))
 
 
 class AFNO(nn.Module):

@@ -110,7 +110,9 @@ def test_torchscript(name):
     scripted = torch.jit.script(model)
     x = torch.randn(1, *_input_size(model, 128))
     with torch.no_grad():
-        assert torch.allclose(scripted(x), model(x), rtol=1e-5, atol=1e-6)
+        # TorchScript transforms every map by FFT, eager the small ones by DFT matmul: equal to
+        # float32 round-off (outputs are of order 1).
+        assert torch.allclose(scripted(x), model(x), rtol=1e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize('name', MODELS)

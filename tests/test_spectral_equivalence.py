@@ -1,0 +1,118 @@
+"""The fast paths against the plain formulas, in float64: the spectral mixer (DFT by matmul or
+by FFT, one autograd Function with a hand-written backward) against
+irfft2(rfft2(y, ortho) * filters) -> pwconv2 under autograd, and StarReLU against
+s * relu(x)**2 + b. Outputs and the gradients of the input and of every parameter agree to 1e-10."""
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+import models.dfformer as dff
+
+TOL = 1e-10
+
+
+def plain_spectral_mix(y, routing, bases, proj_weight, out_dtype):
+    H, W = y.shape[2:]
+    bases = dff.resize_filter_bases(bases, (H, W // 2 + 1))
+    if routing is None:
+        filters = torch.view_as_complex(bases.permute(2, 0, 1, 3).contiguous())
+    else:
+        filters = torch.einsum('bnm,hwnc->bmhwc', routing, bases)
+        filters = torch.view_as_complex(filters.contiguous())
+    out = torch.fft.irfft2(torch.fft.rfft2(y, norm='ortho') * filters, s=(H, W), norm='ortho')
+    return F.linear(out.permute(0, 2, 3, 1), proj_weight).to(out_dtype)
+
+
+def plain_star_relu(self, x):
+    return self.scale * F.relu(x) ** 2 + self.bias
+
+
+@pytest.fixture
+def plain_formulas(monkeypatch):
+    """Within the fixture's scope, the model code runs the plain formulas."""
+    def use():
+        monkeypatch.setattr(dff, 'spectral_mix', plain_spectral_mix)
+        monkeypatch.setattr(dff.StarReLU, 'forward', plain_star_relu)
+    return use
+
+
+def _outputs_and_grads(module, x):
+    x = x.clone().requires_grad_()
+    module.zero_grad(set_to_none=True)
+    out = module(x)
+    # A non-uniform output gradient (a plain sum would hide errors in the adjoints).
+    out.backward(torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1)))
+    grads = {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+    return out.detach(), x.grad, grads
+
+
+def _assert_same(module, x, plain_formulas):
+    ours = _outputs_and_grads(module, x)
+    plain_formulas()
+    plain = _outputs_and_grads(module, x)
+    assert (ours[0] - plain[0]).abs().max() <= TOL
+    assert (ours[1] - plain[1]).abs().max() <= TOL
+    assert ours[2].keys() == plain[2].keys() and ours[2]
+    for name in plain[2]:
+        assert (ours[2][name] - plain[2][name]).abs().max() <= TOL, name
+
+
+def _perturb(module):
+    """Random weights everywhere (the init leaves StarReLU at s=1, b=0 and filters near zero)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+
+
+# Map sizes: tiny, odd, non-square, even, on both sides of DFT_MATMUL_MAX_PIXELS.
+SIZES = [(1, 1), (2, 3), (3, 2), (5, 7), (7, 7), (8, 5), (14, 14), (13, 17), (16, 16), (20, 9)]
+
+
+@pytest.mark.parametrize('mixer', ['dynamic_filter', 'global_filter'])
+@pytest.mark.parametrize('size', SIZES, ids=lambda s: f'{s[0]}x{s[1]}')
+def test_spectral_mixer_equals_plain_formula(mixer, size, plain_formulas):
+    torch.manual_seed(0)
+    module = dff.TOKEN_MIXERS[mixer](12, size=(6, 5)).double()  # filters resized to every size
+    _perturb(module)
+    _assert_same(module, torch.randn(2, *size, 12, dtype=torch.float64), plain_formulas)
+
+
+@pytest.mark.parametrize('size', [(7, 7), (14, 14), (13, 17)], ids=lambda s: f'{s[0]}x{s[1]}')
+def test_matmul_and_fft_transforms_agree(size, monkeypatch):
+    """Both transforms, forced on the same map, give the same outputs and gradients."""
+    torch.manual_seed(0)
+    module = dff.DynamicFilter(8, size=size).double()
+    _perturb(module)
+    x = torch.randn(2, *size, 8, dtype=torch.float64)
+    monkeypatch.setattr(dff, 'DFT_MATMUL_MAX_PIXELS', 0)
+    fft = _outputs_and_grads(module, x)
+    with dff.dft_by_matmul():
+        matmul = _outputs_and_grads(module, x)
+    for a, b in zip(fft[:2], matmul[:2]):
+        assert (a - b).abs().max() <= TOL
+    for name in fft[2]:
+        assert (fft[2][name] - matmul[2][name]).abs().max() <= TOL, name
+
+
+def test_star_relu_equals_plain_formula(plain_formulas):
+    module = dff.StarReLU(scale_value=0.8, bias_value=-0.3).double()
+    _assert_same(module, torch.randn(3, 5, 7, dtype=torch.float64), plain_formulas)
+
+
+@pytest.mark.parametrize('name', ['dfformer_s18', 'gfformer_s18', 'dfformer_s18_afno', 'cdfformer_s18'])
+@pytest.mark.parametrize('img_size', [32, 45, (40, 23)], ids=str)
+def test_whole_model_equals_plain_formulas(name, img_size, plain_formulas):
+    """Every family, at odd, non-square and tiny maps (the last stages are 1x1 and 2x1 here)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, img_size=32, depths=(1, 1, 2, 1), dims=(8, 16, 24, 32),
+                              num_classes=5).double()
+    _perturb(model)
+    model.train()
+    size = img_size if isinstance(img_size, tuple) else (img_size, img_size)
+    with torch.no_grad():
+        for m in model.modules():  # perturbed weights overflow through 5 stages without a rescale
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(0.4)
+    _assert_same(model, torch.randn(2, 3, *size, dtype=torch.float64), plain_formulas)
