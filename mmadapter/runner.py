@@ -77,17 +77,18 @@ def add_common_args(p: argparse.ArgumentParser):
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def _check_work_dir(path: str):
+def check_writable_folder(path: str, what: str = 'work dir', option: str = '--work-dir'):
+    """Create the folder `path` (the `what` of command-line `option`) and check it takes files."""
     if osp.exists(path) and not osp.isdir(path):
-        raise ConfigError(f'work dir {path} is a file: pass a folder with --work-dir')
+        raise ConfigError(f'{what} {path} is a file: pass a folder with {option}')
     try:
         os.makedirs(path, exist_ok=True)
         probe = osp.join(path, f'.write-test-{os.getpid()}')
         open(probe, 'w').close()
         os.unlink(probe)
     except OSError as e:
-        raise ConfigError(f'cannot write to work dir {path} ({e.strerror}): pass a writable folder with '
-                          '--work-dir') from None
+        raise ConfigError(f'cannot write to {what} {path} ({e.strerror}): pass a writable folder with '
+                          f'{option}') from None
 
 
 def _check_data_roots(cfg: Config, loaders):
@@ -117,7 +118,7 @@ def load_config(args, loaders=(), writes: bool = True) -> Config:
         if cfg.get(loader) and cfg[loader].get('num_workers') == 0:
             cfg[loader].persistent_workers = False  # else torch refuses num_workers=0
     if writes:
-        _check_work_dir(cfg.work_dir)
+        check_writable_folder(cfg.work_dir)
     _check_data_roots(cfg, loaders)
     use_gloo_without_cuda(cfg, args.launcher)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
