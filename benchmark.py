@@ -3,6 +3,12 @@
 
     python benchmark.py --models dfformer_s18 cdfformer_s18 --baseline convformer_s18
     python benchmark.py --sweep --img-size 224 384 512 768 1024 --csv docs/sweep.csv --plot-dir docs
+    python benchmark.py --targets   # the performance targets: every ratio against convformer_s18
+
+--targets measures dfformer_s18 and cdfformer_s18 against convformer_s18: throughput of inference
+(batch 8 at 224, batch 1 at 1024) and of a training step (batch 4 at 224, batch 1 at 1024), and at
+224 (batch 2), 512 and 1024 (batch 1) the bytes of activations one training forward saves for
+backward and the peak memory of forward + backward; each ratio is printed beside its target.
 
 Each (model, size) is timed for inference (eval, no grad) and a training step (forward,
 backward, SGD step). Models are measured round-robin, `--repeats` times, and the median
@@ -17,6 +23,7 @@ import gc
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
@@ -39,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument('--baseline', default='convformer_s18', help='ratios are against this model')
     p.add_argument('--sweep', action='store_true',
                    help='resolution sweep of the S18 models against convformer_s18 and caformer_s18')
+    p.add_argument('--targets', action='store_true',
+                   help='the performance targets: throughput and memory ratios against convformer_s18')
     p.add_argument('--img-size', type=int, nargs='+', default=None, help='input sizes (default 224)')
     p.add_argument('--batch-size', type=int, default=None, help='inference batch size (8; sweep: 1)')
     p.add_argument('--train-batch-size', type=int, default=None, help='training-step batch size (4; sweep: 1)')
@@ -59,6 +68,9 @@ def parse_args(argv=None):
         extra = [b for b in BASELINES if b not in args.models]
         args.models = extra + [m for m in args.models if m not in extra]
         args.baseline = args.baseline if args.baseline in args.models else BASELINES[0]
+    if args.targets:
+        args.models = args.models or ['dfformer_s18', 'cdfformer_s18']
+        args.repeats = args.repeats or 7
     for name, single, sweep in (('batch_size', 8, 1), ('train_batch_size', 4, 1), ('repeats', 5, 2), ('iters', 2, 1)):
         if getattr(args, name) is None:
             setattr(args, name, sweep if args.sweep else single)
@@ -147,6 +159,83 @@ class Runner:
         sec_per_img = statistics.median(self.times)
         return dict(model=self.name, img_size=self.img_size, mode='train' if self.train else 'infer',
                     batch_size=self.batch, img_per_sec=1.0 / sec_per_img, peak_mem_mb=self.peak_bytes / 2 ** 20)
+
+
+def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors one training forward keeps for backward (each storage counted once;
+    parameters excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(storages.values())
+
+
+# (mode, image size, batch): throughput; (image size, batch): memory. Targets are ratios to the
+# baseline: throughput at least 1.0; saved activations at most 1.0, peak memory at most 1.05.
+TARGET_SPEED = [('infer', 224, 8), ('train', 224, 4), ('infer', 1024, 1), ('train', 1024, 1)]
+TARGET_MEMORY = [(224, 2), (512, 1), (1024, 1)]
+
+
+def run_targets(args) -> List[Dict]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for mode, size, batch in TARGET_SPEED:
+        train = mode == 'train'
+        if train:
+            args.train_batch_size = batch
+        else:
+            args.batch_size = batch
+        runners = [Runner(args, name, size, train) for name in args.models]
+        for runner in runners:
+            runner.step()
+            runner.step()
+        for _ in range(args.repeats):
+            for runner in runners:
+                runner.measure(1)
+        for runner in runners:
+            rows.append(dict(metric=f'{mode} img/s', img_size=size, batch_size=batch, model=runner.name,
+                             value=1.0 / statistics.median(runner.times), target='>= 1.0'))
+        del runners
+        gc.collect()
+    for size, batch in TARGET_MEMORY:
+        args.train_batch_size = batch
+        for name in args.models:
+            runner = Runner(args, name, size, train=True)
+            runner.step()
+            runner.peak_bytes = 0
+            for _ in range(2):
+                runner.measure(1)
+            saved = saved_activation_bytes(runner.model, runner.input)
+            rows.append(dict(metric='saved activations MB', img_size=size, batch_size=batch, model=name,
+                             value=saved / 2 ** 20, target='<= 1.0'))
+            rows.append(dict(metric='train peak MB', img_size=size, batch_size=batch, model=name,
+                             value=runner.peak_bytes / 2 ** 20, target='<= 1.05'))
+            del runner
+            gc.collect()
+    base = {(r['metric'], r['img_size']): r['value'] for r in rows if r['model'] == args.baseline}
+    for r in rows:
+        r['ratio'] = r['value'] / base[(r['metric'], r['img_size'])]
+        limit = float(r['target'].split()[1])
+        r['met'] = r['ratio'] >= limit if r['target'].startswith('>=') else r['ratio'] <= limit
+    return rows
+
+
+def print_targets(rows: List[Dict], baseline: str, file=sys.stdout):
+    print(f'{"metric":<22} {"size":>5} {"batch":>5} {"model":<16} {"value":>9} {"/" + baseline:>16} '
+          f'{"target":>8}', file=file)
+    for r in rows:
+        mark = '' if r['model'] == baseline else ('  ok' if r['met'] else '  MISSED')
+        print(f'{r["metric"]:<22} {r["img_size"]:>5} {r["batch_size"]:>5} {r["model"]:<16} {r["value"]:>9.2f} '
+              f'{r["ratio"]:>16.3f} {r["target"]:>8}{mark}', file=file)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -257,22 +346,42 @@ def plot(results: List[Dict], out_dir: str, title: str = '') -> List[str]:
     return paths
 
 
-def machine_description(args) -> str:
-    if args.device == 'cuda':
-        return torch.cuda.get_device_name()
-    cpu = 'CPU'
+def cpu_name() -> str:
+    """`lscpu`'s model name (/proc/cpuinfo's where lscpu is missing)."""
+    try:
+        out = subprocess.run(['lscpu'], capture_output=True, text=True, check=True).stdout
+        return next(line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('Model name'))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
     try:
         with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
     except (OSError, StopIteration):
-        pass
-    return f'{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}'
+        return 'unknown CPU'
+
+
+def machine_description(args) -> str:
+    if args.device == 'cuda':
+        return f'{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}'
+    return (f'{cpu_name()}, {torch.get_num_threads()} threads, ATen CPU capability '
+            f'{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}')
 
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     machine = machine_description(args)
+    if args.targets:
+        print(f'# {machine}; {"amp " + args.amp if args.amp else "float32"}, eager; median of {args.repeats} '
+              f'interleaved rounds')
+        rows = run_targets(args)
+        print_targets(rows, args.baseline)
+        if args.csv:
+            write_csv(rows, args.csv)
+            print(f'wrote {args.csv}')
+        return rows
     print(f'# {machine}; batch {args.batch_size} (infer) / {args.train_batch_size} (train); '
           f'{"amp " + args.amp if args.amp else "float32"}{", compiled" if args.compile else ""}')
     results = run(args)

@@ -123,24 +123,27 @@ def global_filters(bases: Tensor, size: Tuple[int, int]) -> Tensor:
     return torch.view_as_complex(planes.view(planes.shape[0], size[0], size[1], 2))
 
 
-# Maps of at most this many pixels are transformed by matrix multiplication rather than FFT
-# (7x7 and 14x14 at 224 px): the real DFT matrices are small, and one GEMM beats an FFT's
-# passes there. Set by benchmarking both on CPU (see README, Performance).
-DFT_MATMUL_MAX_PIXELS = 196
-_dft_matmul_everywhere = False
+# Maps of at most this many pixels (7x7 at 224 px, 8x8 at 256) are transformed by matrix
+# multiplication rather than FFT: the real DFT matrices are small and one GEMM beats the FFT's
+# passes. At 14x14 the FFT is faster again (measured on CPU with both, `tools/` README).
+DFT_MATMUL_MAX_PIXELS = 64
+_transform_override: Optional[str] = None
 _DFT_CACHE: Dict[Tuple[int, int, torch.dtype, torch.device], Tuple[Tensor, Tensor]] = {}
 
 
 @contextmanager
-def dft_by_matmul():
-    """Within the block, every spectral mixer transforms by matrix multiplication (MatMul
-    nodes, e.g. for ONNX export) instead of only the small maps."""
-    global _dft_matmul_everywhere
-    before, _dft_matmul_everywhere = _dft_matmul_everywhere, True
+def spectral_transform(kind: str):
+    """Within the block, every spectral mixer transforms its maps by `kind`: 'matmul' (real DFT
+    matrices: MatMul nodes, e.g. for ONNX export) or 'fft' (e.g. to count the FFT formulation's
+    MACs), instead of choosing by map size."""
+    global _transform_override
+    if kind not in ('matmul', 'fft'):
+        raise ValueError(f"spectral_transform: kind must be 'matmul' or 'fft' (got {kind!r})")
+    before, _transform_override = _transform_override, kind
     try:
         yield
     finally:
-        _dft_matmul_everywhere = before
+        _transform_override = before
 
 
 def _column_weights(width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -201,11 +204,11 @@ def _irdft2(spectrum: Tensor, size: Tuple[int, int], matrices: Optional[Tuple[Te
 
 
 def _rdft2_adjoint(grad: Tensor, size: Tuple[int, int], matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
-    """Adjoint of `_rdft2`: (B, M, K2) -> (B, M, H, W)."""
+    """Adjoint of `_rdft2`: (B, M, K2) -> (B, M, H, W); overwrites `grad`."""
     B, M = grad.shape[:2]
     if matrices is None:
         grad = torch.view_as_complex(grad.view(B, M, size[0], size[1] // 2 + 1, 2))
-        grad = grad / _column_weights(size[1], grad.real.dtype, grad.device)
+        grad = grad.div_(_column_weights(size[1], grad.real.dtype, grad.device))  # (a temporary of backward)
         return torch.fft.irfft2(grad, s=size, norm='ortho')
     return torch.matmul(grad, matrices[0].t()).view(B, M, size[0], size[1])
 
@@ -214,16 +217,27 @@ def _irdft2_adjoint(grad: Tensor, matrices: Optional[Tuple[Tensor, Tensor]]) -> 
     """Adjoint of `_irdft2`: (B, C, H, W) -> (B, C, K2)."""
     B, C, H, W = grad.shape
     if matrices is None:
-        spectrum = torch.fft.rfft2(grad, norm='ortho') * _column_weights(W, grad.dtype, grad.device)
+        spectrum = torch.fft.rfft2(grad, norm='ortho').mul_(_column_weights(W, grad.dtype, grad.device))
         return torch.view_as_real(spectrum).view(B, C, -1)
     return torch.matmul(grad.reshape(B, C, H * W), matrices[1])
 
 
-def _complex_mul(a: Tensor, b: Tensor, conj_b: bool = False) -> Tensor:
-    """Elementwise product of spectra given as real (..., K2) interleaved planes."""
+def _complex_mul(a: Tensor, b: Tensor, inplace: bool = False) -> Tensor:
+    """Elementwise product of spectra given as real (..., K2) interleaved planes; `inplace`
+    writes it into `a` (a fresh buffer costs page faults as large as the spectrum)."""
     ac = torch.view_as_complex(a.view(a.shape[:-1] + (-1, 2)))
     bc = torch.view_as_complex(b.view(b.shape[:-1] + (-1, 2)))
-    return torch.view_as_real(ac * (bc.conj() if conj_b else bc)).flatten(-2)
+    if inplace:
+        ac.mul_(bc)
+        return a
+    return torch.view_as_real(ac * bc).flatten(-2)
+
+
+def _conj_(a: Tensor) -> Tensor:
+    """Complex conjugate of interleaved planes, in place (torch's lazy conj() is materialised
+    by a copy as soon as it meets a product)."""
+    a.view(a.shape[:-1] + (-1, 2))[..., 1].neg_()
+    return a
 
 
 def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, matrices: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
@@ -232,7 +246,8 @@ def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, matrices: Optional[Tup
     The projection (C, M) is real-linear and so commutes with the inverse transform: applying
     it to the half spectrum first inverse-transforms C instead of M channels.
     """
-    spectrum = _complex_mul(_rdft2(y, matrices), filters)
+    # (in place on the fresh spectrum, unless autograd records this: the TorchScript path)
+    spectrum = _complex_mul(_rdft2(y, matrices), filters, inplace=not torch.is_grad_enabled())
     spectrum = torch.bmm(proj_weight.expand(y.shape[0], -1, -1), spectrum)
     return _irdft2(spectrum, (y.shape[2], y.shape[3]), matrices)
 
@@ -261,9 +276,11 @@ class _SpectralMix(torch.autograd.Function):
             if ctx.needs_input_grad[3]:
                 filtered = _complex_mul(spectrum, filters)
                 grad_proj = torch.bmm(grad_projected, filtered.transpose(1, 2)).sum(0)
+                del filtered
             grad_filtered = torch.bmm(proj_weight.t().expand(B, -1, -1), grad_projected)  # (B, M, K2)
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-                grad_filters = _complex_mul(grad_filtered, spectrum, conj_b=True)
+                # grad_filtered * conj(spectrum), in the spectrum's buffer (not needed after)
+                grad_filters = _complex_mul(_conj_(spectrum), grad_filtered, inplace=True)
                 if routing is None:
                     grad_planes = grad_filters.sum(0)
                 else:
@@ -272,7 +289,10 @@ class _SpectralMix(torch.autograd.Function):
                     if ctx.needs_input_grad[2]:
                         grad_planes = torch.bmm(routing, grad_filters).sum(0)
             if ctx.needs_input_grad[0]:
-                grad_y = _rdft2_adjoint(_complex_mul(grad_filtered, filters, conj_b=True), (H, W), matrices)
+                # (the global filters may share memory with the parameter: conjugate a copy)
+                conj_filters = _conj_(filters if routing is not None else filters.clone())
+                grad_filtered = _complex_mul(grad_filtered, conj_filters, inplace=True)
+                grad_y = _rdft2_adjoint(grad_filtered, (H, W), matrices)
         return grad_y, grad_routing, grad_planes, grad_proj, None
 
 
@@ -280,8 +300,12 @@ class _SpectralMix(torch.autograd.Function):
 def _spectral_mix_eager(y: Tensor, routing: Optional[Tensor], planes: Tensor, proj_weight: Tensor) -> Tensor:
     H, W = y.shape[2:]
     matrices = None
-    if _dft_matmul_everywhere or H * W <= DFT_MATMUL_MAX_PIXELS:
-        matrices = _cached_dft_matrices(H, W, y.dtype, y.device)
+    use_matmul = H * W <= DFT_MATMUL_MAX_PIXELS if _transform_override is None else _transform_override == 'matmul'
+    if use_matmul:
+        if torch.compiler.is_compiling():  # traced (torch.compile, torch.export): from the sizes, by ops
+            matrices = dft_matrices(H, W, y.dtype, y.device)
+        else:
+            matrices = _cached_dft_matrices(H, W, y.dtype, y.device)
     inputs = (y, planes, proj_weight) + ((routing,) if routing is not None else ())
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _SpectralMix.apply(y, routing, planes, proj_weight, matrices)
@@ -328,6 +352,21 @@ def pointwise_to_channels_first(x: Tensor, weight: Tensor) -> Tensor:
     return torch.bmm(weight.expand(B, -1, -1), x.reshape(B, H * W, C).transpose(1, 2)).view(B, -1, H, W)
 
 
+def pointwise(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """Linear over channels of (B, H, W, C) x, as a 1x1 convolution of its channels_last view
+    (no copy): oneDNN runs it 5-35% faster than the GEMM of nn.Linear on CPU, forward and
+    backward, at the shapes of these networks. Same weights (out, in) as nn.Linear."""
+    return F.conv2d(x.permute(0, 3, 1, 2), weight[:, :, None, None], bias).permute(0, 2, 3, 1)
+
+
+class ChannelMlp(Mlp):
+    """timm's Mlp (same parameters) on (B, H, W, C) maps, its linear layers as `pointwise`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.drop1(self.act(pointwise(x, self.fc1.weight, self.fc1.bias)))
+        return self.drop2(pointwise(self.norm(x), self.fc2.weight, self.fc2.bias))
+
+
 class _StarReLUFunction(torch.autograd.Function):
     """s * relu(x)**2 + b saving only x for backward (autograd's formula keeps relu(x) and
     relu(x)**2, two more tensors of x's size: the largest activations of the network), and
@@ -344,23 +383,27 @@ class _StarReLUFunction(torch.autograd.Function):
         x, scale = ctx.saved_tensors
         grad_x = grad_scale = grad_bias = None
         relu_x = F.relu(x)
-        if ctx.needs_input_grad[1]:
-            grad_scale = (grad * relu_x * relu_x).sum().view(1)
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum().view(1)
+        grad_relu = relu_x.mul_(grad) if not ctx.needs_input_grad[1] else grad * relu_x  # grad * relu(x)
+        if ctx.needs_input_grad[1]:
+            grad_scale = torch.dot(grad_relu.flatten(), relu_x.flatten()).view(1)
         if ctx.needs_input_grad[0]:
-            grad_x = relu_x.mul_(grad).mul_(2 * scale)
+            grad_x = grad_relu.mul_(2 * scale)
         return grad_x, grad_scale, grad_bias
 
 
 @register_notrace_module  # FX leaf: branches on dtypes
 class StarReLU(metaformer.StarReLU):
     """s * relu(x)**2 + b (timm's, same parameters and outputs), keeping only its input for
-    backward and writing one buffer."""
+    backward and writing one buffer; with `inplace`, without autograd, it writes into its input."""
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.jit.is_scripting() or x.dtype != self.scale.dtype:  # (autocast: timm's promotion)
             return self.scale * F.relu(x) ** 2 + self.bias
+        if self.inplace and not torch.is_grad_enabled():
+            x = x.relu_()
+            return x.mul_(x).mul_(self.scale).add_(self.bias)
         return _StarReLUFunction.apply(x, self.scale, self.bias)
 
 
@@ -447,10 +490,9 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Linear(med_channels, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        # The depthwise conv on a channels_last view (the NHWC tensor permuted): oneDNN's fast
-        # layout for it, and no copy on the way in or out.
-        y = self.dwconv(self.act1(self.pwconv1(x)).permute(0, 3, 1, 2))
-        return self.pwconv2(y.permute(0, 2, 3, 1))
+        # All three convs on channels_last views of NHWC tensors: oneDNN's fast layout, no copies.
+        y = self.dwconv(self.act1(pointwise(x, self.pwconv1.weight)).permute(0, 3, 1, 2))
+        return pointwise(y.permute(0, 2, 3, 1), self.pwconv2.weight)
 
 
 class AFNO(nn.Module):
@@ -561,7 +603,7 @@ class MetaFormerBlock(nn.Module):
         self.drop_path1 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.res_scale1 = Scale(dim, res_scale_init_value, use_nchw=False) if res_scale_init_value else nn.Identity()
         self.norm2 = _layer_norm(dim)
-        self.mlp = Mlp(dim, int(mlp_ratio * dim), act_layer=act_layer, bias=False, drop=drop)
+        self.mlp = ChannelMlp(dim, int(mlp_ratio * dim), act_layer=act_layer, bias=False, drop=drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.res_scale2 = Scale(dim, res_scale_init_value, use_nchw=False) if res_scale_init_value else nn.Identity()
 
@@ -623,6 +665,8 @@ class DFFormerTrunk(nn.Module):
         if act_layer not in ACTIVATIONS:
             raise ValueError(f'unknown act_layer {act_layer!r}; choose from {sorted(ACTIVATIONS)}')
         act = ACTIVATIONS[act_layer]
+        if act is StarReLU:  # the mixers' and MLPs' activations take fresh buffers: reuse them
+            act = partial(StarReLU, inplace=True)
         img_size = to_2tuple(img_size)
         if min(img_size) < MIN_IMG_SIZE:
             raise ValueError(f'img_size must be at least {MIN_IMG_SIZE} pixels (got {img_size})')

@@ -80,15 +80,15 @@ def test_spectral_mixer_equals_plain_formula(mixer, size, plain_formulas):
 
 
 @pytest.mark.parametrize('size', [(7, 7), (14, 14), (13, 17)], ids=lambda s: f'{s[0]}x{s[1]}')
-def test_matmul_and_fft_transforms_agree(size, monkeypatch):
+def test_matmul_and_fft_transforms_agree(size):
     """Both transforms, forced on the same map, give the same outputs and gradients."""
     torch.manual_seed(0)
     module = dff.DynamicFilter(8, size=size).double()
     _perturb(module)
     x = torch.randn(2, *size, 8, dtype=torch.float64)
-    monkeypatch.setattr(dff, 'DFT_MATMUL_MAX_PIXELS', 0)
-    fft = _outputs_and_grads(module, x)
-    with dff.dft_by_matmul():
+    with dff.spectral_transform('fft'):
+        fft = _outputs_and_grads(module, x)
+    with dff.spectral_transform('matmul'):
         matmul = _outputs_and_grads(module, x)
     for a, b in zip(fft[:2], matmul[:2]):
         assert (a - b).abs().max() <= TOL
