@@ -72,3 +72,35 @@ def test_visualisation_writes_png(tmp_path):
         out = tmp_path / f'{name}.png'
         visualize_filters.main(['--model', name, '--image', str(image), '--img-size', '64', '--out', str(out)])
         assert Image.open(out).size[1] > 600  # a row per filtering stage
+
+
+def test_targets_mode_prints_every_ratio(monkeypatch, capsys):
+    """The --targets table, at tiny sizes: every measure of every model, ratios to the baseline."""
+    monkeypatch.setattr(benchmark, 'TARGET_SPEED', [('infer', 32, 2), ('train', 32, 1)])
+    monkeypatch.setattr(benchmark, 'TARGET_MEMORY', [(32, 1)])
+    rows = benchmark.main(['--targets', '--repeats', '1'])
+    out = capsys.readouterr().out
+    assert 'threads' in out and 'torch' in out
+    assert {(r['metric'], r['model']) for r in rows} == {
+        (metric, model) for metric in ('infer img/s', 'train img/s', 'saved activations MB', 'train peak MB')
+        for model in ('convformer_s18', 'dfformer_s18', 'cdfformer_s18')}
+    for r in rows:
+        assert r['value'] > 0 or r['metric'] == 'train peak MB'
+        if r['model'] == 'convformer_s18':
+            assert r['ratio'] == 1.0
+
+
+def test_star_relu_and_spectral_mixer_save_only_their_inputs():
+    """The memory claims: StarReLU keeps only its input for backward (autograd's formula keeps
+    relu(x) and relu(x)**2), the spectral mixer its pwconv1 output, its input and the routing."""
+    from models.dfformer import StarReLU
+    x = torch.randn(2, 7, 9, 16, requires_grad=True)
+    assert benchmark.saved_activation_bytes(StarReLU(), x) == x.nbytes
+    mixer = DynamicFilter(16, size=(7, 9))
+    med = mixer.med_channels
+    x_bytes, expanded = x.nbytes, 2 * 7 * 9 * med * 4
+    routing = 2 * mixer.num_filters * med * 4
+    saved = benchmark.saved_activation_bytes(mixer, x)
+    # x (pwconv1 and the pooling), pwconv1's output (StarReLU), its activation (the spectral
+    # mixer), the routing and the small tensors of the reweighting MLP; no spectrum-sized tensor.
+    assert saved < x_bytes + 2 * expanded + routing + 8 * 1024
