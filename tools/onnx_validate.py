@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Check an exported .onnx file against the PyTorch model, in ONNX Runtime (CPU provider).
+
+    python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --checkpoint dfformer_s18.pth
+    python tools/onnx_validate.py dfformer_s18-dyn.onnx --model dfformer_s18 --pretrained --input-size 3 256 192
+    python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --pretrained --data photos/
+
+Inputs: --batch-size random images (seeded, standard normal) of --img-size / --input-size
+(default: the size the model is built for, 224), or with --data the images of a folder
+(recursive) through timm's eval transform of the model's pretrained config at that size. The
+PyTorch model is built like onnx_export.py builds it (--model, --checkpoint or --pretrained,
+--img-size / --input-size for the filters' size unless --model-img-size says otherwise).
+
+Prints the max abs error, the max abs error / max |PyTorch output| (relative error) and the
+share of images whose top-1 class agrees; exits 1 when the relative error exceeds --tol.
+"""
+import argparse
+import logging
+import os
+import sys
+
+import numpy as np
+import timm
+import torch
+from timm.data import ImageDataset, create_transform, resolve_data_config
+from timm.utils import ParseKwargs
+
+from engine.cli import ArgumentParser, UsageError, add_model_args, check_args, check_checkpoint_file, run_cli
+from engine.data import DataError
+from models import CheckpointError, PretrainedWeightsError, load_checkpoint
+from models.checkpoint import checkpoint_state_dict
+
+_logger = logging.getLogger('onnx_validate')
+
+
+def build_parser():
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('onnx', metavar='ONNX_FILE', help='the exported .onnx file')
+    add_model_args(p)
+    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
+                   help='extra model arguments, as given to onnx_export.py')
+    p.add_argument('--model-img-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='the size the model was exported for (its filters), if not the checked input size')
+    p.add_argument('--checkpoint', default='', help='weights (.pth, train.py .pth.tar, .safetensors)')
+    p.add_argument('--use-ema', action='store_true', help='the EMA weights of a train.py checkpoint')
+    p.add_argument('--data', default='', help='folder of images (default: random input)')
+    p.add_argument('-b', '--batch-size', type=int, default=2, help='images per run (default 2)')
+    p.add_argument('--max-images', type=int, default=None, help='with --data: stop after this many images')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--tol', type=float, default=1e-4, help='largest relative error accepted (default 1e-4)')
+    return p
+
+
+def relative_error(reference: np.ndarray, output: np.ndarray) -> float:
+    reference, output = reference.astype(np.float64), output.astype(np.float64)
+    return float(np.abs(output - reference).max() / max(np.abs(reference).max(), 1e-30))
+
+
+def main(argv=None):
+    if not logging.getLogger().handlers:
+        timm.utils.setup_default_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.data_dir = None
+    data, args.data = args.data, None  # (check_args' data options)
+    if not os.path.isfile(args.onnx):
+        parser.error(f'{args.onnx}: no such file' + (' (a folder: pass the .onnx file)' if os.path.isdir(args.onnx)
+                                                    else ''))
+    if args.checkpoint and args.pretrained:
+        parser.error('give the weights once: --checkpoint FILE or --pretrained')
+    if args.checkpoint and os.path.isdir(args.checkpoint):
+        parser.error(f'--checkpoint {args.checkpoint} is a folder: pass a checkpoint file')
+    if data and not os.path.isdir(data):
+        parser.error(f'--data {data}: no such folder; pass a folder of images')
+    if not (args.tol >= 0):
+        parser.error(f'--tol {args.tol}: must be a number >= 0 (e.g. 1e-4)')
+    if args.max_images is not None and args.max_images < 1:
+        parser.error(f'--max-images {args.max_images}: must be a whole number >= 1')
+    check_args(parser, args)
+
+    import onnxruntime
+    try:
+        session = onnxruntime.InferenceSession(args.onnx, providers=['CPUExecutionProvider'])
+    except Exception as e:  # (onnxruntime's own exception types are not exported)
+        raise UsageError(f'{args.onnx}: not an ONNX model ONNX Runtime can load ({str(e).splitlines()[0]})') from None
+
+    num_classes = args.num_classes
+    if args.checkpoint:
+        checkpoint = check_checkpoint_file('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
+        state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
+        classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier') or ''
+        weight = state_dict.get(f'{classifier}.weight')
+        if num_classes is None and weight is not None and weight.ndim == 2:
+            num_classes = weight.shape[0]
+        del checkpoint, state_dict
+    if args.input_size:
+        input_size = tuple(args.input_size)
+    else:
+        input_size = (3, args.img_size or 224, args.img_size or 224)
+    kwargs = dict(args.model_kwargs)
+    if num_classes is not None:
+        kwargs['num_classes'] = num_classes
+    if input_size[0] != 3:
+        kwargs['in_chans'] = input_size[0]
+    img_size = tuple(args.model_img_size) if args.model_img_size else input_size[1:]
+    torch.manual_seed(0)  # (weights without --checkpoint / --pretrained are the same in both scripts)
+    try:
+        model = timm.create_model(args.model, pretrained=args.pretrained, img_size=img_size, **kwargs)
+    except PretrainedWeightsError as e:
+        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
+    except TypeError as e:
+        raise UsageError(f'--model-kwargs: {e}') from None
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, use_ema=args.use_ema)
+    model.eval()
+
+    if data:
+        config = resolve_data_config(model=model)
+        config['input_size'] = input_size
+        dataset = ImageDataset(data, transform=create_transform(**config))
+        if len(dataset) == 0:
+            raise DataError(f'--data {data} holds no images')
+        count = min(len(dataset), args.max_images or len(dataset))
+        batches = (torch.stack([dataset[i][0] for i in range(s, min(s + args.batch_size, count))])
+                   for s in range(0, count, args.batch_size))
+    else:
+        generator = torch.Generator().manual_seed(args.seed)
+        batches = [torch.randn((args.batch_size,) + input_size, generator=generator)]
+
+    input_name = session.get_inputs()[0].name
+    abs_error = scale = 0.
+    agree = total = 0
+    for x in batches:
+        with torch.no_grad():
+            reference = model(x).numpy()
+        try:
+            output = session.run(None, {input_name: x.numpy()})[0]
+        except Exception as e:
+            raise UsageError(f'{args.onnx}: ONNX Runtime cannot run input {tuple(x.shape)} '
+                             f'({str(e).splitlines()[0]}); was it exported for this size (--dynamic-size)?') from None
+        if output.shape != reference.shape:
+            raise UsageError(f'{args.onnx} gives outputs {output.shape}, {args.model} {reference.shape}: '
+                             'pass the --model / --num-classes it was exported with')
+        abs_error = max(abs_error, float(np.abs(output.astype(np.float64) - reference).max()))
+        scale = max(scale, float(np.abs(reference).max()))
+        agree += int((output.argmax(1) == reference.argmax(1)).sum())
+        total += len(x)
+    rel_error = abs_error / max(scale, 1e-30)
+    print(f'{args.model} {args.onnx} input {input_size} ({total} images): max abs error {abs_error:.3g}, '
+          f'max abs error / max |output| {rel_error:.3g}, top-1 agreement {agree}/{total} '
+          f'({100. * agree / total:.1f}%)')
+    if rel_error > args.tol:
+        print(f'{os.path.basename(sys.argv[0])}: relative error {rel_error:.3g} exceeds --tol {args.tol:g}',
+              file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    run_cli(main)
