@@ -26,10 +26,9 @@ import timm
 import torch
 from timm.utils import ParseKwargs
 
-from engine.cli import ArgumentParser, UsageError, add_model_args, check_args, check_checkpoint_file, run_cli
+from engine.cli import ArgumentParser, add_model_args, check_args, run_cli
+from engine.export import build_model, input_size_of, relative_error
 from engine.runtime import model_img_size
-from models import CheckpointError, PretrainedWeightsError, load_checkpoint
-from models.checkpoint import checkpoint_state_dict
 from models.dfformer import spectral_transform
 
 _logger = logging.getLogger('onnx_export')
@@ -103,20 +102,6 @@ def onnx_forward(path: str, x: torch.Tensor):
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
 
 
-def relative_error(reference, output) -> float:
-    """max |output - reference| / max |reference|."""
-    reference = torch.as_tensor(reference, dtype=torch.float64)
-    output = torch.as_tensor(output, dtype=torch.float64)
-    return ((output - reference).abs().max() / reference.abs().max().clamp_min(1e-30)).item()
-
-
-def input_size_of(args):
-    if args.input_size:
-        return tuple(args.input_size)
-    size = args.img_size or 224
-    return 3, size, size
-
-
 def main(argv=None):
     if not logging.getLogger().handlers:
         timm.utils.setup_default_logging()
@@ -142,31 +127,8 @@ def main(argv=None):
         parser.error(f'{args.output}: cannot write in {folder}; pass a path you can write to')
     check_args(parser, args)  # model name, sizes, batch size, checkpoint file
 
-    num_classes = args.num_classes
-    if args.checkpoint:
-        checkpoint = check_checkpoint_file('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
-        state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
-        classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier') or ''
-        weight = state_dict.get(f'{classifier}.weight')
-        if num_classes is None and weight is not None and weight.ndim == 2:
-            num_classes = weight.shape[0]
-        del checkpoint, state_dict
     input_size = input_size_of(args)
-    kwargs = dict(args.model_kwargs)
-    if num_classes is not None:
-        kwargs['num_classes'] = num_classes
-    if input_size[0] != 3:
-        kwargs['in_chans'] = input_size[0]
-    torch.manual_seed(0)  # (weights without --checkpoint / --pretrained are the same in both scripts)
-    try:
-        model = timm.create_model(args.model, pretrained=args.pretrained, img_size=model_img_size(args), **kwargs)
-    except PretrainedWeightsError as e:
-        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
-    except TypeError as e:
-        raise UsageError(f'--model-kwargs: {e}') from None
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, use_ema=args.use_ema)
-    model.eval()
+    model = build_model(args, input_size, model_img_size(args))
 
     start = time.time()
     example = export_onnx(model, args.output, input_size, args.batch_size, args.dynamic_size, args.opset,

@@ -25,10 +25,9 @@ import torch
 from timm.data import ImageDataset, create_transform, resolve_data_config
 from timm.utils import ParseKwargs
 
-from engine.cli import ArgumentParser, UsageError, add_model_args, check_args, check_checkpoint_file, run_cli
+from engine.cli import ArgumentParser, UsageError, add_model_args, check_args, run_cli
 from engine.data import DataError
-from models import CheckpointError, PretrainedWeightsError, load_checkpoint
-from models.checkpoint import checkpoint_state_dict
+from engine.export import build_model, input_size_of
 
 _logger = logging.getLogger('onnx_validate')
 
@@ -49,11 +48,6 @@ def build_parser():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--tol', type=float, default=1e-4, help='largest relative error accepted (default 1e-4)')
     return p
-
-
-def relative_error(reference: np.ndarray, output: np.ndarray) -> float:
-    reference, output = reference.astype(np.float64), output.astype(np.float64)
-    return float(np.abs(output - reference).max() / max(np.abs(reference).max(), 1e-30))
 
 
 def main(argv=None):
@@ -84,35 +78,9 @@ def main(argv=None):
     except Exception as e:  # (onnxruntime's own exception types are not exported)
         raise UsageError(f'{args.onnx}: not an ONNX model ONNX Runtime can load ({str(e).splitlines()[0]})') from None
 
-    num_classes = args.num_classes
-    if args.checkpoint:
-        checkpoint = check_checkpoint_file('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
-        state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
-        classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier') or ''
-        weight = state_dict.get(f'{classifier}.weight')
-        if num_classes is None and weight is not None and weight.ndim == 2:
-            num_classes = weight.shape[0]
-        del checkpoint, state_dict
-    if args.input_size:
-        input_size = tuple(args.input_size)
-    else:
-        input_size = (3, args.img_size or 224, args.img_size or 224)
-    kwargs = dict(args.model_kwargs)
-    if num_classes is not None:
-        kwargs['num_classes'] = num_classes
-    if input_size[0] != 3:
-        kwargs['in_chans'] = input_size[0]
+    input_size = input_size_of(args)
     img_size = tuple(args.model_img_size) if args.model_img_size else input_size[1:]
-    torch.manual_seed(0)  # (weights without --checkpoint / --pretrained are the same in both scripts)
-    try:
-        model = timm.create_model(args.model, pretrained=args.pretrained, img_size=img_size, **kwargs)
-    except PretrainedWeightsError as e:
-        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
-    except TypeError as e:
-        raise UsageError(f'--model-kwargs: {e}') from None
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, use_ema=args.use_ema)
-    model.eval()
+    model = build_model(args, input_size, img_size)
 
     if data:
         config = resolve_data_config(model=model)
