@@ -29,7 +29,7 @@ from timm.utils import ParseKwargs
 from engine.cli import ArgumentParser, add_model_args, check_args, run_cli
 from engine.export import build_model, input_size_of, relative_error
 from engine.runtime import model_img_size
-from models.dfformer import spectral_transform
+from models.layers import spectral_transform
 
 _logger = logging.getLogger('onnx_export')
 

@@ -8,8 +8,8 @@ from .dfformer import (
     DFFormerTrunk,
     arch_args,
     checkpoint_filter_fn,
-    resize_filter_bases,
 )
+from .layers import resize_filter_bases
 
 __all__ = [
     'CheckpointError', 'DFFormer', 'DFFormerDense', 'DFFormerTrunk', 'MIN_IMG_SIZE', 'MODEL_ARCHS',

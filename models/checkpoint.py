@@ -137,7 +137,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor
         if sizes:
             key = sorted(sizes)[0]
             (h0, w0), (h1, w1) = sizes[key]
-            stride = 2 ** (int(key.split('.')[1]) + 2)  # stages.<i>.<block>.token_mixer.complex_weights
+            stride = next(info['reduction'] for info in model.feature_info if key.startswith(info['module'] + '.'))
 
             def pixels(h, w):  # (an rFFT2 map of h x w is of an h x (2w - 2) or (2w - 1) input)
                 return f'{h * stride}x{(w - 1) * 2 * stride}'

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .dfformer import spectral_transform
+from .layers import spectral_transform
 
 __all__ = ['count_macs', 'MAC_CONVENTION']
 

@@ -8,8 +8,8 @@ import torch
 from conftest import load_script
 from PIL import Image
 
-from models.dfformer import DynamicFilter
 from models.flops import count_macs
+from models.layers import DynamicFilter
 
 benchmark = load_script('benchmark.py')
 visualize_filters = load_script('tools/visualize_filters.py')
@@ -93,7 +93,7 @@ def test_targets_mode_prints_every_ratio(monkeypatch, capsys):
 def test_star_relu_and_spectral_mixer_save_only_their_inputs():
     """The memory claims: StarReLU keeps only its input for backward (autograd's formula keeps
     relu(x) and relu(x)**2), the spectral mixer its pwconv1 output, its input and the routing."""
-    from models.dfformer import StarReLU
+    from models.layers import StarReLU
     x = torch.randn(2, 7, 9, 16, requires_grad=True)
     assert benchmark.saved_activation_bytes(StarReLU(), x) == x.nbytes
     mixer = DynamicFilter(16, size=(7, 9))

@@ -26,7 +26,8 @@ from timm.data import ImageNetInfo, create_transform, resolve_data_config
 
 import models
 from engine.cli import run_cli
-from models.dfformer import RELEASED, DynamicFilter, SepConv
+from models.dfformer import RELEASED
+from models.layers import DynamicFilter, SepConv
 
 inference = load_script('inference.py')
 avg_checkpoints = load_script('tools/avg_checkpoints.py')

@@ -72,7 +72,7 @@ def test_zoo_is_complete():
 
 
 def test_autocast_keeps_fft_and_filters_float32():
-    from models.dfformer import mix_filter_bases
+    from models.layers import mix_filter_bases
     fixture = load_fixture('cls_dynamic')
     model = build_from_spec(fixture['spec']).eval()
     model.load_state_dict(fixture['state_dict'])

@@ -8,13 +8,15 @@ import torch
 import torch.nn.functional as F
 
 import models.dfformer as dff
+from models import layers
+from models.layers import mixers
 
 TOL = 1e-10
 
 
 def plain_spectral_mix(y, routing, bases, proj_weight, out_dtype):
     H, W = y.shape[2:]
-    bases = dff.resize_filter_bases(bases, (H, W // 2 + 1))
+    bases = layers.resize_filter_bases(bases, (H, W // 2 + 1))
     if routing is None:
         filters = torch.view_as_complex(bases.permute(2, 0, 1, 3).contiguous())
     else:
@@ -32,8 +34,8 @@ def plain_star_relu(self, x):
 def plain_formulas(monkeypatch):
     """Within the fixture's scope, the model code runs the plain formulas."""
     def use():
-        monkeypatch.setattr(dff, 'spectral_mix', plain_spectral_mix)
-        monkeypatch.setattr(dff.StarReLU, 'forward', plain_star_relu)
+        monkeypatch.setattr(mixers, 'spectral_mix', plain_spectral_mix)
+        monkeypatch.setattr(layers.StarReLU, 'forward', plain_star_relu)
     return use
 
 
@@ -83,12 +85,12 @@ def test_spectral_mixer_equals_plain_formula(mixer, size, plain_formulas):
 def test_matmul_and_fft_transforms_agree(size):
     """Both transforms, forced on the same map, give the same outputs and gradients."""
     torch.manual_seed(0)
-    module = dff.DynamicFilter(8, size=size).double()
+    module = layers.DynamicFilter(8, size=size).double()
     _perturb(module)
     x = torch.randn(2, *size, 8, dtype=torch.float64)
-    with dff.spectral_transform('fft'):
+    with layers.spectral_transform('fft'):
         fft = _outputs_and_grads(module, x)
-    with dff.spectral_transform('matmul'):
+    with layers.spectral_transform('matmul'):
         matmul = _outputs_and_grads(module, x)
     for a, b in zip(fft[:2], matmul[:2]):
         assert (a - b).abs().max() <= TOL
@@ -97,7 +99,7 @@ def test_matmul_and_fft_transforms_agree(size):
 
 
 def test_star_relu_equals_plain_formula(plain_formulas):
-    module = dff.StarReLU(scale_value=0.8, bias_value=-0.3).double()
+    module = layers.StarReLU(scale_value=0.8, bias_value=-0.3).double()
     _assert_same(module, torch.randn(3, 5, 7, dtype=torch.float64), plain_formulas)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 import models
-from models.dfformer import DynamicFilter, GlobalFilter, global_filters, mix_filter_bases
+from models.layers import DynamicFilter
 
 
 def collect_filters(model, image: torch.Tensor):
@@ -30,21 +30,16 @@ def collect_filters(model, image: torch.Tensor):
         def fn(module, inputs, output):
             if name in captured:
                 return
-            x = inputs[0]
-            size = (x.shape[1], x.shape[2] // 2 + 1)
-            if isinstance(module, DynamicFilter):
-                routing = module.reweight(x.mean(dim=(1, 2))).view(x.shape[0], module.num_filters, -1).softmax(dim=1)
-                applied = mix_filter_bases(routing, module.complex_weights, size)[0].abs().mean(0)
-            else:
-                applied = global_filters(module.complex_weights, size).abs().mean(0)
+            filters = module.filters(inputs[0])
+            applied = (filters if module.reweight is None else filters[0]).abs().mean(0)
             bases = torch.view_as_complex(module.complex_weights.contiguous()).abs().permute(2, 0, 1)
-            captured[name] = (bases if isinstance(module, DynamicFilter) else None, applied)
+            captured[name] = (None if module.reweight is None else bases, applied)
         return fn
 
     handles = []
     for i, stage in enumerate(model.stages):
         mixer = stage[0].token_mixer
-        if isinstance(mixer, (DynamicFilter, GlobalFilter)):
+        if isinstance(mixer, DynamicFilter):  # (GlobalFilter included)
             handles.append(mixer.register_forward_hook(hook(i)))
     with torch.no_grad():
         model(image)

@@ -1,0 +1,223 @@
+"""The spectral token mixing of DFFormer and GFFormer and its filters.
+
+    out = irDFT2(rDFT2(y) * filters) x proj_weight^T
+
+with per-image filters = sum_n routing[:, n, m] * bases[..., n] (dynamic filter) or the bases
+themselves (global filter, routing None). In eager mode it runs as one autograd Function that
+keeps only its real input, the routing weights and the small parameters for backward: the
+spectrum, the filters and the filtered spectrum (each as large as the input) are recomputed,
+and the adjoint transforms are written out. Compared in float64 with the plain formula in
+tests/test_spectral_equivalence.py.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from timm.models import register_notrace_function
+from torch import Tensor
+
+from .dft import FFT2, MatmulDFT2, dft_for
+
+__all__ = ['filter_shape', 'global_filters', 'mix_filter_bases', 'resize_filter_bases', 'spectral_dtype',
+           'spectral_mix', 'to_spectral_dtype']
+
+
+def filter_shape(size: Tuple[int, int]) -> Tuple[int, int]:
+    """rFFT2 shape of an (H, W) feature map."""
+    return size[0], size[1] // 2 + 1
+
+
+@register_notrace_function  # FX leaf: branches on shapes
+def resize_filter_bases(bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Resize complex filter bases (h, w, K, 2) to (size[0], size[1], K, 2).
+
+    Bicubic with align_corners=True on the real and imaginary parts as channels, as the
+    authors' loader does for dense tasks. Returns `bases` itself when already at `size`.
+    """
+    h, w, k, _ = bases.shape
+    if h == size[0] and w == size[1]:
+        return bases
+    planes = bases.permute(2, 3, 0, 1).reshape(1, k * 2, h, w)
+    planes = F.interpolate(planes, size=size, mode='bicubic', align_corners=True)
+    return planes.reshape(k, 2, size[0], size[1]).permute(2, 3, 0, 1)
+
+
+def spectral_dtype(x: Tensor) -> torch.dtype:
+    """Transforms and filters run in float32, or float64 for a float64 model: a half-precision
+    model keeps them in float32 (CPU FFTs have no half precision, cuFFT's needs power-of-2 sizes)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@register_notrace_function  # FX leaf: branches on the dtype
+def to_spectral_dtype(x: Tensor) -> Tensor:
+    return x.to(spectral_dtype(x))
+
+
+def _basis_planes(bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Bases (h0, w0, N, 2) resized to `size`, in the spectral dtype, as rows (N, h * w * 2) of
+    interleaved real and imaginary parts (the layout of `view_as_real` of an rFFT2)."""
+    bases = resize_filter_bases(bases.to(spectral_dtype(bases)), size)
+    return bases.permute(2, 0, 1, 3).reshape(bases.shape[2], -1)
+
+
+def _filter_planes(routing: Optional[Tensor], planes: Tensor) -> Tensor:
+    """Filters as real planes: (B, M, h * w * 2) = routing (B, N, M)^T x planes (N, h * w * 2) for
+    the dynamic filter (one real matmul), or the planes themselves (M, h * w * 2) for the global one."""
+    if routing is None:
+        return planes
+    return torch.matmul(routing.transpose(1, 2), planes)
+
+
+def _autocast_enabled(x: Tensor) -> bool:
+    if torch.jit.is_scripting():
+        return False
+    return torch.is_autocast_enabled(x.device.type)
+
+
+@torch.jit.unused
+def _matmul_float32(a: Tensor, b: Tensor) -> Tensor:
+    with torch.autocast(a.device.type, enabled=False):
+        return torch.matmul(a.float(), b.float())
+
+
+@register_notrace_function
+def mix_filter_bases(routing: Tensor, bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Per-image complex filters (B, M, h, w) = sum_n routing[b, n, m] * bases[h, w, n].
+
+    routing: (B, N, M) softmax weights; bases: (h0, w0, N, 2). Float32 even under autocast,
+    like the original's complex64 einsum.
+    """
+    planes = _basis_planes(bases, size)
+    if _autocast_enabled(routing):
+        filters = _matmul_float32(routing.transpose(1, 2), planes)
+    else:
+        filters = _filter_planes(routing.to(planes.dtype), planes)
+    return torch.view_as_complex(filters.view(routing.shape[0], routing.shape[2], size[0], size[1], 2))
+
+
+@register_notrace_function
+def global_filters(bases: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Static complex filters (M, h, w) from bases (h0, w0, M, 2)."""
+    planes = _basis_planes(bases, size)
+    return torch.view_as_complex(planes.view(planes.shape[0], size[0], size[1], 2))
+
+
+def _complex_mul(a: Tensor, b: Tensor, inplace: bool = False) -> Tensor:
+    """Elementwise product of spectra given as real (..., K2) interleaved planes; `inplace`
+    writes it into `a` (a fresh buffer costs page faults as large as the spectrum)."""
+    ac = torch.view_as_complex(a.view(a.shape[:-1] + (-1, 2)))
+    bc = torch.view_as_complex(b.view(b.shape[:-1] + (-1, 2)))
+    if inplace:
+        ac.mul_(bc)
+        return a
+    return torch.view_as_real(ac * bc).flatten(-2)
+
+
+def _conj_(a: Tensor) -> Tensor:
+    """Complex conjugate of interleaved planes, in place (torch's lazy conj() is materialised
+    by a copy as soon as it meets a product)."""
+    a.view(a.shape[:-1] + (-1, 2))[..., 1].neg_()
+    return a
+
+
+def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, dft: Union[FFT2, MatmulDFT2]) -> Tensor:
+    """irDFT2(proj_weight x (rDFT2(y) * filters)): (B, M, H, W) -> (B, C, H, W).
+
+    The projection (C, M) is real-linear and so commutes with the inverse transform: applying
+    it to the half spectrum first inverse-transforms C instead of M channels.
+    """
+    # (in place on the fresh spectrum when autograd does not record it)
+    spectrum = _complex_mul(dft.forward(y), filters, inplace=not torch.is_grad_enabled())
+    spectrum = torch.bmm(proj_weight.expand(y.shape[0], -1, -1), spectrum)
+    return dft.inverse(spectrum, (y.shape[2], y.shape[3]))
+
+
+class _SpectralMix(torch.autograd.Function):
+    """`_mix` saving only its real input, the routing weights and the (small) parameters: the
+    spectrum, the per-image filters and the filtered spectrum are recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, y, routing, planes, proj_weight, dft):
+        ctx.save_for_backward(y, routing, planes, proj_weight)
+        ctx.dft = dft
+        return _mix(y, _filter_planes(routing, planes), proj_weight, dft)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, routing, planes, proj_weight = ctx.saved_tensors
+        dft = ctx.dft
+        B, M, H, W = y.shape
+        grad_y = grad_routing = grad_planes = grad_proj = None
+        with torch.autocast(y.device.type, enabled=False):  # (a backward called inside autocast)
+            filters = _filter_planes(routing, planes)
+            spectrum = dft.forward(y)
+            grad_projected = dft.inverse_adjoint(grad)  # (B, C, K2)
+            if ctx.needs_input_grad[3]:
+                filtered = _complex_mul(spectrum, filters)
+                grad_proj = torch.bmm(grad_projected, filtered.transpose(1, 2)).sum(0)
+                del filtered
+            grad_filtered = torch.bmm(proj_weight.t().expand(B, -1, -1), grad_projected)  # (B, M, K2)
+            if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+                # grad_filtered * conj(spectrum), in the spectrum's buffer (not needed after)
+                grad_filters = _complex_mul(_conj_(spectrum), grad_filtered, inplace=True)
+                if routing is None:
+                    grad_planes = grad_filters.sum(0)
+                else:
+                    if ctx.needs_input_grad[1]:
+                        grad_routing = torch.matmul(grad_filters, planes.t()).transpose(1, 2)
+                    if ctx.needs_input_grad[2]:
+                        grad_planes = torch.bmm(routing, grad_filters).sum(0)
+            if ctx.needs_input_grad[0]:
+                # (the global filters may share memory with the parameter: conjugate a copy)
+                conj_filters = _conj_(filters if routing is not None else filters.clone())
+                grad_filtered = _complex_mul(grad_filtered, conj_filters, inplace=True)
+                grad_y = dft.forward_adjoint(grad_filtered, (H, W))
+        return grad_y, grad_routing, grad_planes, grad_proj, None
+
+
+@torch.jit.unused
+def _spectral_mix_eager(y: Tensor, routing: Optional[Tensor], bases: Tensor, proj_weight: Tensor,
+                        out_dtype: torch.dtype) -> Tensor:
+    H, W = y.shape[2:]
+    size = filter_shape((H, W))
+    if _autocast_enabled(y):
+        # The original's order under autocast: transforms and filters in float32, the projection
+        # in autocast precision after the inverse transform.
+        filters = global_filters(bases, size) if routing is None else mix_filter_bases(routing, bases, size)
+        dft = dft_for((H, W), torch.float32, y.device)
+        spectrum = _complex_mul(dft.forward(y.float()), torch.view_as_real(filters).flatten(-3))
+        return F.linear(dft.inverse(spectrum, (H, W)).permute(0, 2, 3, 1), proj_weight)
+    planes = _basis_planes(bases, size)
+    y, proj_weight = y.to(planes.dtype), proj_weight.to(planes.dtype)
+    if routing is not None:
+        routing = routing.to(planes.dtype)
+    dft = dft_for((H, W), y.dtype, y.device)
+    inputs = (y, planes, proj_weight) + ((routing,) if routing is not None else ())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        out = _SpectralMix.apply(y, routing, planes, proj_weight, dft)
+    else:
+        out = _mix(y, _filter_planes(routing, planes), proj_weight, dft)
+    return out.permute(0, 2, 3, 1).to(out_dtype)
+
+
+@register_notrace_function  # FX leaf: branches on autocast state and dtypes
+def spectral_mix(
+        y: Tensor, routing: Optional[Tensor], bases: Tensor, proj_weight: Tensor, out_dtype: torch.dtype,
+) -> Tensor:
+    """The spectral token mixing followed by the projection (see the module's docstring).
+
+    y: (B, M, H, W) channels-first; routing (B, N, M) or None; bases (h0, w0, N or M, 2);
+    proj_weight (C, M). Returns (B, H, W, C) channels-last in `out_dtype`.
+    """
+    if not torch.jit.is_scripting():
+        return _spectral_mix_eager(y, routing, bases, proj_weight, out_dtype)
+    # TorchScript holds no transform objects and reads no Python-side choice: the plain FFT formula.
+    H, W = y.shape[2:]
+    size = filter_shape((H, W))
+    planes = _basis_planes(bases, size)
+    y, proj_weight = y.to(planes.dtype), proj_weight.to(planes.dtype)
+    if routing is not None:
+        routing = routing.to(planes.dtype)
+    filters = torch.view_as_complex(_filter_planes(routing, planes).unflatten(-1, [size[0], size[1], 2]))
+    out = torch.fft.irfft2(torch.fft.rfft2(y, norm='ortho') * filters, s=(H, W), norm='ortho')
+    return F.linear(out.permute(0, 2, 3, 1), proj_weight).to(out_dtype)

@@ -1,0 +1,47 @@
+"""StarReLU (s * relu(x)**2 + b, MetaFormer's activation) that keeps only its input for backward."""
+import torch
+import torch.nn.functional as F
+from timm.models import metaformer, register_notrace_module
+from torch import Tensor
+
+__all__ = ['StarReLU']
+
+
+class _StarReLUFunction(torch.autograd.Function):
+    """s * relu(x)**2 + b saving only x for backward (autograd's formula keeps relu(x) and
+    relu(x)**2, two more tensors of x's size: the largest activations of the network), and
+    computing the output in one buffer."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, scale)
+        y = F.relu(x)
+        return y.mul_(y).mul_(scale).add_(bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, scale = ctx.saved_tensors
+        grad_x = grad_scale = grad_bias = None
+        relu_x = F.relu(x)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum().view(1)
+        grad_relu = relu_x.mul_(grad) if not ctx.needs_input_grad[1] else grad * relu_x  # grad * relu(x)
+        if ctx.needs_input_grad[1]:
+            grad_scale = torch.dot(grad_relu.flatten(), relu_x.flatten()).view(1)
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_relu.mul_(2 * scale)
+        return grad_x, grad_scale, grad_bias
+
+
+@register_notrace_module  # FX leaf: branches on dtypes
+class StarReLU(metaformer.StarReLU):
+    """s * relu(x)**2 + b (timm's, same parameters and outputs), keeping only its input for
+    backward and writing one buffer; with `inplace`, without autograd, it writes into its input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.jit.is_scripting() or x.dtype != self.scale.dtype:  # (autocast: timm's promotion)
+            return self.scale * F.relu(x) ** 2 + self.bias
+        if self.inplace and not torch.is_grad_enabled():
+            x = x.relu_()
+            return x.mul_(x).mul_(self.scale).add_(self.bias)
+        return _StarReLUFunction.apply(x, self.scale, self.bias)
