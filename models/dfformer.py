@@ -23,10 +23,8 @@ formulas are compared in float64 in tests/test_spectral_equivalence.py):
   nn.Linear parameters of the original;
 - filters are resized on the fly for any input size, as the authors did for dense tasks only.
 """
-import http.client
 import math
 import re
-import urllib.error
 from contextlib import contextmanager
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -980,26 +978,14 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-# What a failed download of released weights raises (urllib wraps socket errors in URLError;
-# a connection lost while reading raises the others).
-_DOWNLOAD_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
-
-
 def _create_dfformer(variant: str, pretrained: bool = False, **kwargs) -> DFFormer:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    try:
-        return build_model_with_cfg(
-            DFFormer, variant, pretrained,
-            pretrained_filter_fn=checkpoint_filter_fn,
-            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-            **{**arch_args(variant), **kwargs},
-        )
-    except _DOWNLOAD_ERRORS as e:
-        if not pretrained:
-            raise
-        from .checkpoint import PretrainedWeightsError  # (models.checkpoint imports this module)
-        url = (kwargs.get('pretrained_cfg_overlay') or {}).get('url') or RELEASE_URL.format(variant)
-        raise PretrainedWeightsError(variant, url, e) from e
+    return build_model_with_cfg(
+        DFFormer, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **{**arch_args(variant), **kwargs},
+    )
 
 
 @register_model
