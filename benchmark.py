@@ -3,12 +3,13 @@
 
     python benchmark.py --models dfformer_s18 cdfformer_s18 --baseline convformer_s18
     python benchmark.py --sweep --img-size 224 384 512 768 1024 --csv docs/sweep.csv --plot-dir docs
-    python benchmark.py --targets   # the performance targets: every ratio against convformer_s18
+    python benchmark.py --targets   # the measures of the performance targets, as ratios to convformer_s18
 
 --targets measures dfformer_s18 and cdfformer_s18 against convformer_s18: throughput of inference
 (batch 8 at 224, batch 1 at 1024) and of a training step (batch 4 at 224, batch 1 at 1024), and at
 224 (batch 2), 512 and 1024 (batch 1) the bytes of activations one training forward saves for
-backward and the peak memory of forward + backward; each ratio is printed beside its target.
+backward and the peak memory of forward + backward, each as a ratio to the baseline. The goals
+for those ratios are stated in README.md and kept in tests/test_analysis.py, not here.
 
 Each (model, size) is timed for inference (eval, no grad) and a training step (forward,
 backward, SGD step). Models are measured round-robin, `--repeats` times, and the median
@@ -47,7 +48,8 @@ def parse_args(argv=None):
     p.add_argument('--sweep', action='store_true',
                    help='resolution sweep of the S18 models against convformer_s18 and caformer_s18')
     p.add_argument('--targets', action='store_true',
-                   help='the performance targets: throughput and memory ratios against convformer_s18')
+                   help='the measures of the performance targets: throughput and memory ratios against '
+                        'convformer_s18')
     p.add_argument('--img-size', type=int, nargs='+', default=None, help='input sizes (default 224)')
     p.add_argument('--batch-size', type=int, default=None, help='inference batch size (8; sweep: 1)')
     p.add_argument('--train-batch-size', type=int, default=None, help='training-step batch size (4; sweep: 1)')
@@ -178,8 +180,7 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-# (mode, image size, batch): throughput; (image size, batch): memory. Targets are ratios to the
-# baseline: throughput at least 1.0; saved activations at most 1.0, peak memory at most 1.05.
+# The measures of --targets: (mode, image size, batch) of throughput; (image size, batch) of memory.
 TARGET_SPEED = [('infer', 224, 8), ('train', 224, 4), ('infer', 1024, 1), ('train', 1024, 1)]
 TARGET_MEMORY = [(224, 2), (512, 1), (1024, 1)]
 
@@ -203,7 +204,7 @@ def run_targets(args) -> List[Dict]:
                 runner.measure(1)
         for runner in runners:
             rows.append(dict(metric=f'{mode} img/s', img_size=size, batch_size=batch, model=runner.name,
-                             value=1.0 / statistics.median(runner.times), target='>= 1.0'))
+                             value=1.0 / statistics.median(runner.times)))
         del runners
         gc.collect()
     for size, batch in TARGET_MEMORY:
@@ -216,26 +217,22 @@ def run_targets(args) -> List[Dict]:
                 runner.measure(1)
             saved = saved_activation_bytes(runner.model, runner.input)
             rows.append(dict(metric='saved activations MB', img_size=size, batch_size=batch, model=name,
-                             value=saved / 2 ** 20, target='<= 1.0'))
+                             value=saved / 2 ** 20))
             rows.append(dict(metric='train peak MB', img_size=size, batch_size=batch, model=name,
-                             value=runner.peak_bytes / 2 ** 20, target='<= 1.05'))
+                             value=runner.peak_bytes / 2 ** 20))
             del runner
             gc.collect()
     base = {(r['metric'], r['img_size']): r['value'] for r in rows if r['model'] == args.baseline}
     for r in rows:
         r['ratio'] = r['value'] / base[(r['metric'], r['img_size'])]
-        limit = float(r['target'].split()[1])
-        r['met'] = r['ratio'] >= limit if r['target'].startswith('>=') else r['ratio'] <= limit
     return rows
 
 
 def print_targets(rows: List[Dict], baseline: str, file=sys.stdout):
-    print(f'{"metric":<22} {"size":>5} {"batch":>5} {"model":<16} {"value":>9} {"/" + baseline:>16} '
-          f'{"target":>8}', file=file)
+    print(f'{"metric":<22} {"size":>5} {"batch":>5} {"model":<16} {"value":>9} {"/" + baseline:>16}', file=file)
     for r in rows:
-        mark = '' if r['model'] == baseline else ('  ok' if r['met'] else '  MISSED')
         print(f'{r["metric"]:<22} {r["img_size"]:>5} {r["batch_size"]:>5} {r["model"]:<16} {r["value"]:>9.2f} '
-              f'{r["ratio"]:>16.3f} {r["target"]:>8}{mark}', file=file)
+              f'{r["ratio"]:>16.3f}', file=file)
 
 
 def _is_oom(e: BaseException) -> bool:

@@ -30,19 +30,26 @@ import logging
 import os
 import time
 
-import timm
 import torch
 from PIL import Image
 from timm import utils
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
 
-from engine.cli import ArgumentParser, UsageError, add_model_args, add_runtime_args, check_args, run_cli
-from engine.cli import check_checkpoint_file as read_checked_checkpoint
+from engine.cli import (
+    ArgumentParser,
+    UsageError,
+    add_model_args,
+    add_runtime_args,
+    check_data_args,
+    check_model_args,
+    check_results_file,
+    run_cli,
+)
 from engine.data import IMG_EXTENSIONS, DataError
-from engine.runtime import amp_autocast_for, model_img_size
-from engine.saver import atomic_open
-from models import CheckpointError, PretrainedWeightsError, load_checkpoint
-from models.checkpoint import checkpoint_state_dict
+from engine.files import atomic_open
+from engine.runtime import amp_autocast_for, default_img_size, model_img_size
+from engine.weights import add_weights_args, check_weights_args, checkpoint_classes, create_model
+from models import load_checkpoint
 
 _logger = logging.getLogger('inference')
 
@@ -61,9 +68,7 @@ def build_parser():
     for action in p._actions:  # (the shared help speaks of a training data set)
         if action.dest == 'num_classes':
             action.help = "default: the checkpoint's classifier rows (1000 with --pretrained)"
-    g = p.add_argument_group('weights')
-    g.add_argument('--checkpoint', default='', help='checkpoint file (.pth, .pth.tar, .safetensors)')
-    g.add_argument('--use-ema', action='store_true', help='the EMA weights of a train.py checkpoint')
+    add_weights_args(p, checkpoint_help='checkpoint file (.pth, .pth.tar, .safetensors)')
     g = p.add_argument_group('results')
     g.add_argument('--topk', type=int, default=1, help='predictions per image (default 1)')
     g.add_argument('--output-type', default='prob', choices=['prob', 'logit'],
@@ -168,17 +173,6 @@ def read_class_map(path: str):
     return names
 
 
-def checkpoint_facts(args):
-    """(classifier rows, saved train.py args) of --checkpoint, read before any work; a file that
-    cannot be read, or a train.py checkpoint of another model, is a one-line error."""
-    checkpoint = read_checked_checkpoint('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
-    state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
-    classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier') or ''
-    weight = state_dict.get(f'{classifier}.weight')
-    saved = checkpoint.get('args') if isinstance(checkpoint.get('args'), dict) else {}
-    return (weight.shape[0] if weight is not None and weight.ndim == 2 else None), saved
-
-
 def label_mapper(label_type, num_classes, class_names):
     """index -> label for `label_type`, or None for no labels."""
     if label_type == 'none':
@@ -236,19 +230,15 @@ def main(argv=None):
         utils.setup_default_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.checkpoint and not args.pretrained:
-        parser.error('no weights: pass --checkpoint FILE (e.g. dfformer_s18.pth) or --pretrained')
-    if args.checkpoint and args.pretrained:
-        parser.error('give the weights once: --checkpoint FILE or --pretrained')
-    if args.checkpoint and os.path.isdir(args.checkpoint):
-        parser.error(f'--checkpoint {args.checkpoint} is a folder: pass a checkpoint file')
+    check_weights_args(parser, args, required=True)
     if args.topk < 1:
         parser.error(f'--topk {args.topk}: must be a whole number >= 1')
     if args.exclude_output and args.label_type == 'none' and not args.include_index:
         parser.error('--exclude-output with --label-type none and no --include-index leaves nothing to write')
-    results_name = args.results_file
-    args.results_file = results_path(args, 224)  # (checked now; the default name gets the input size later)
-    check_args(parser, args)  # model name, sizes, counts, input files, results file
+    check_model_args(parser, args)
+    check_data_args(parser, args)
+    # (the default name gets the input size once the model is built)
+    check_results_file(parser, results_path(args, default_img_size(args.model)))
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
@@ -260,7 +250,7 @@ def main(argv=None):
     class_names = read_class_map(args.class_map) if args.class_map else None
     num_classes = args.num_classes
     if args.checkpoint:
-        rows, saved = checkpoint_facts(args)
+        rows, saved = checkpoint_classes(args)
         num_classes = num_classes or rows
         if args.img_size is None and args.input_size is None:
             args.img_size, args.input_size = saved.get('img_size'), saved.get('input_size')
@@ -271,18 +261,13 @@ def main(argv=None):
     label_type = args.label_type or ('description' if class_names or num_classes == 1000 else 'index')
     to_label = label_mapper(label_type, num_classes, class_names)
 
-    try:
-        model = timm.create_model(
-            args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=model_img_size(args))
-    except PretrainedWeightsError as e:
-        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
+    model = create_model(args, num_classes=num_classes, img_size=model_img_size(args))
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, use_ema=args.use_ema)
     model.to(device).eval()
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     data_config = resolve_data_config(vars(args), model=model, verbose=True)
-    args.results_file = results_name
     args.results_file = results_path(args, data_config['input_size'][-1])
     dataset = ImageList([p for p, _ in images], create_transform(**data_config, is_training=False))
     loader = torch.utils.data.DataLoader(

@@ -24,11 +24,12 @@ import time
 
 import timm
 import torch
-from timm.utils import ParseKwargs
 
-from engine.cli import ArgumentParser, add_model_args, check_args, run_cli
-from engine.export import build_model, input_size_of, relative_error
+from engine.cli import ArgumentParser, check_model_args, run_cli
+from engine.export import add_export_model_args, build_model, input_size_of, relative_error
+from engine.files import atomic_path, write_problem
 from engine.runtime import model_img_size
+from engine.weights import check_weights_args
 from models.layers import spectral_transform
 
 _logger = logging.getLogger('onnx_export')
@@ -43,11 +44,7 @@ _DYNAMIC_TRACE_PAD = 32
 def build_parser():
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('output', metavar='ONNX_FILE', help='the .onnx file to write')
-    add_model_args(p)
-    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
-                   help='extra model arguments, e.g. depths="(1,1,1,1)" dims="(8,16,24,32)"')
-    p.add_argument('--checkpoint', default='', help='weights (.pth, train.py .pth.tar, .safetensors)')
-    p.add_argument('--use-ema', action='store_true', help='the EMA weights of a train.py checkpoint')
+    add_export_model_args(p, 'extra model arguments, e.g. depths="(1,1,1,1)" dims="(8,16,24,32)"')
     p.add_argument('-b', '--batch-size', type=int, default=1, help='batch of the example input (default 1)')
     p.add_argument('--dynamic-size', action='store_true', help='dynamic height and width')
     p.add_argument('--opset', type=int, default=None,
@@ -78,20 +75,14 @@ def export_onnx(model: torch.nn.Module, output: str, input_size, batch_size: int
     trace_h, trace_w = (h + _DYNAMIC_TRACE_PAD, w + _DYNAMIC_TRACE_PAD) if dynamic_size else (h, w)
     trace_input = torch.randn(max(2, batch_size), c, trace_h, trace_w)
     axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_size else {0: 'batch'}
-    tmp = output + '.tmp'
-    try:
-        with torch.no_grad(), spectral_transform('matmul'):
-            torch.onnx.export(
-                model, (trace_input,), tmp, dynamo=True, input_names=['input0'], output_names=['output0'],
-                dynamic_shapes=(axes,), opset_version=opset, external_data=False, optimize=True,
-                custom_translation_table={torch.ops.aten.remainder.Scalar: _remainder_scalar},
-                verbose=verbose,
-            )
+    with atomic_path(output) as tmp, torch.no_grad(), spectral_transform('matmul'):
+        torch.onnx.export(
+            model, (trace_input,), tmp, dynamo=True, input_names=['input0'], output_names=['output0'],
+            dynamic_shapes=(axes,), opset_version=opset, external_data=False, optimize=True,
+            custom_translation_table={torch.ops.aten.remainder.Scalar: _remainder_scalar},
+            verbose=verbose,
+        )
         onnx.checker.check_model(tmp, full_check=True)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return example
 
 
@@ -110,11 +101,7 @@ def main(argv=None):
     if not args.verbose:  # (the exporter's graph passes log every node they touch)
         for name in ('onnxscript', 'onnx_ir', 'torch.onnx', 'torch.export', 'torch._dynamo'):
             logging.getLogger(name).setLevel(logging.WARNING)
-    args.data = args.data_dir = None  # (check_args' data options)
-    if args.checkpoint and args.pretrained:
-        parser.error('give the weights once: --checkpoint FILE or --pretrained')
-    if args.checkpoint and os.path.isdir(args.checkpoint):
-        parser.error(f'--checkpoint {args.checkpoint} is a folder: pass a checkpoint file')
+    check_weights_args(parser, args)
     if args.opset is not None and args.opset < MIN_OPSET:
         parser.error(f'--opset {args.opset}: the exporter (torch.onnx dynamo) needs {MIN_OPSET} or more '
                      '(or leave it out for its default)')
@@ -123,9 +110,10 @@ def main(argv=None):
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         parser.error(f'{args.output}: no folder {folder}; create it first or pass another path')
-    if not os.access(folder, os.W_OK):
-        parser.error(f'{args.output}: cannot write in {folder}; pass a path you can write to')
-    check_args(parser, args)  # model name, sizes, batch size, checkpoint file
+    problem = write_problem(folder)
+    if problem:
+        parser.error(f'{args.output}: {problem}')
+    check_model_args(parser, args)  # model name, sizes, batch size
 
     input_size = input_size_of(args)
     model = build_model(args, input_size, model_img_size(args))

@@ -36,16 +36,20 @@ from engine.cli import (
     add_data_args,
     add_model_args,
     add_runtime_args,
-    check_args,
-    check_checkpoint_file,
+    check_data_args,
+    check_model_args,
+    check_train_args,
     resolve_num_classes,
     run_cli,
 )
 from engine.data import build_dataset, check_same_classes, dataset_num_classes
 from engine.evaluate import evaluate
+from engine.files import atomic_open
 from engine.runtime import amp_autocast_for, model_img_size, setup_device
-from engine.saver import AtomicCheckpointSaver, atomic_open, plain_args, summary_rows_before
-from models import CheckpointError, PretrainedWeightsError, load_checkpoint
+from engine.saver import AtomicCheckpointSaver, plain_args, summary_rows_before
+from engine.weights import check_checkpoint_file
+from engine.weights import create_model as create_timm_model
+from models import CheckpointError, load_checkpoint
 from models.checkpoint import checkpoint_state_dict, first_line, has_ema
 
 _logger = logging.getLogger('train')
@@ -140,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_args(parser, args)
+    check_data_args(parser, args)
+    check_model_args(parser, args)
+    check_train_args(parser, args)
     return args
 
 
@@ -157,7 +163,7 @@ def check_resume(args) -> dict:
     saved = checkpoint.get('args') if isinstance(checkpoint.get('args'), dict) else None
     if saved is None:  # a plain state_dict: load_checkpoint checks the tensors' shapes
         return state_dict
-    saved = argparse.Namespace(**{'img_size': None, 'input_size': None, **saved})
+    saved = argparse.Namespace(**{'model': args.model, 'img_size': None, 'input_size': None, **saved})
     where = f'--resume {args.resume}'
     size, saved_size = to_2tuple(model_img_size(args)), to_2tuple(model_img_size(saved))
     if tuple(size) != tuple(saved_size):
@@ -185,13 +191,9 @@ def check_resume_classes(args, state_dict: dict, data_classes):
 
 
 def create_model(args, num_classes: int) -> nn.Module:
-    try:
-        model = timm.create_model(
-            args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
-            drop_path_rate=args.drop_path or 0., img_size=model_img_size(args),
-        )
-    except PretrainedWeightsError as e:
-        raise CheckpointError(e.with_hint(f'--initial-checkpoint {e.filename} instead of --pretrained')) from None
+    model = create_timm_model(
+        args, '--initial-checkpoint', num_classes=num_classes, drop_rate=args.drop,
+        drop_path_rate=args.drop_path or 0., img_size=model_img_size(args))
     if args.initial_checkpoint:
         load_checkpoint(model, args.initial_checkpoint)
     if args.grad_checkpointing:

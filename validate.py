@@ -15,7 +15,6 @@ import json
 import logging
 import os
 
-import timm
 import torch
 import torch.nn as nn
 from timm import utils
@@ -26,16 +25,18 @@ from engine.cli import (
     add_data_args,
     add_model_args,
     add_runtime_args,
-    check_args,
-    check_checkpoint_file,
+    check_data_args,
+    check_model_args,
+    check_results_file,
     resolve_num_classes,
     run_cli,
 )
 from engine.data import build_dataset, dataset_num_classes
 from engine.evaluate import evaluate
+from engine.files import atomic_open
 from engine.runtime import amp_autocast_for, model_img_size, setup_device
-from engine.saver import atomic_open
-from models import CheckpointError, PretrainedWeightsError, load_checkpoint
+from engine.weights import add_weights_args, check_checkpoint_file, check_weights_args, create_model
+from models import CheckpointError, load_checkpoint
 
 _logger = logging.getLogger('validate')
 
@@ -45,9 +46,8 @@ def build_parser():
     add_data_args(p, splits=[('--split', 'validation')])
     add_model_args(p)
     add_runtime_args(p, batch_size=256)
+    add_weights_args(p, checkpoint_help='a checkpoint file or a folder of them')
     g = p.add_argument_group('evaluation')
-    g.add_argument('--checkpoint', default='', help='a checkpoint file or a folder of them')
-    g.add_argument('--use-ema', action='store_true', help='evaluate the EMA weights of a training checkpoint')
     g.add_argument('--results-file', default='')
     g.add_argument('--results-format', default='json', choices=['json', 'csv'])
     return p
@@ -67,7 +67,11 @@ def main(argv=None):
         utils.setup_default_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_args(parser, args)
+    check_data_args(parser, args)
+    check_model_args(parser, args)
+    check_weights_args(parser, args, folder_ok=True)
+    if args.results_file:
+        check_results_file(parser, args.results_file)
     checkpoints = checkpoint_files(args.checkpoint) if args.checkpoint else [None]
     for ckpt in checkpoints:  # an unreadable file stops here, before any work
         if ckpt:
@@ -76,11 +80,7 @@ def main(argv=None):
 
     dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False, class_map=args.class_map)
     num_classes = resolve_num_classes(args.num_classes, dataset_num_classes(dataset))
-    try:
-        model = timm.create_model(
-            args.model, pretrained=args.pretrained, num_classes=num_classes, img_size=model_img_size(args))
-    except PretrainedWeightsError as e:
-        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
+    model = create_model(args, num_classes=num_classes, img_size=model_img_size(args))
     model.to(device).eval()
     if args.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -1,22 +1,23 @@
-"""Command-line options shared by train.py and validate.py (one definition each), the check of
-their values before any work (`check_args`), and the wrapper that turns a user's mistake into one
-line on stderr (`run_cli`)."""
+"""Command-line options shared by the scripts (one definition each), the checks of their values
+before any work (each script calls those of the options it has: `check_model_args`,
+`check_data_args`, `check_train_args`, `check_results_file`; engine.weights checks the weights
+options), and the wrapper that turns a user's mistake into one line on stderr (`run_cli`)."""
 import argparse
 import math
 import os
 import re
 import sys
-import tempfile
-from typing import Any, Callable, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Callable, Optional, Sequence, Tuple
 
 import timm
 import torch
 
 import models
 from models import MIN_IMG_SIZE, CheckpointError
-from models.checkpoint import check_checkpoint
 
 from .data import DataError
+from .files import write_problem
 
 
 class UsageError(ValueError):
@@ -111,17 +112,18 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace):
                          + (f' (the default is {default})' if default is not None else ''))
     if getattr(args, 'crop_pct', None) is not None and not (math.isfinite(args.crop_pct) and args.crop_pct > 0):
         parser.error(f'--crop-pct {args.crop_pct}: must be a finite number > 0 (e.g. 0.875 or 1.0)')
-    if args.img_size is not None and args.img_size < MIN_IMG_SIZE:
+    if getattr(args, 'img_size', None) is not None and args.img_size < MIN_IMG_SIZE:
         parser.error(f'--img-size {args.img_size}: must be at least {MIN_IMG_SIZE} pixels (e.g. --img-size 224)')
-    if args.input_size is not None:
+    if getattr(args, 'input_size', None) is not None:
         c, h, w = args.input_size
         if c < 1 or min(h, w) < MIN_IMG_SIZE:
             parser.error(f'--input-size {c} {h} {w}: needs 1 or more channels and height and width of at least '
                          f'{MIN_IMG_SIZE} pixels (e.g. --input-size 3 224 224)')
 
 
-def _check_input_file(parser: argparse.ArgumentParser, flag: str, path: str, folder_ok: bool = False,
-                      example: str = ''):
+def check_input_file(parser: argparse.ArgumentParser, flag: str, path: str, folder_ok: bool = False,
+                     example: str = ''):
+    """`path` given to `flag` is an existing file (or, `folder_ok`, a folder); unset is fine."""
     if not path or os.path.isfile(path) or folder_ok and os.path.isdir(path):
         return
     if os.path.isdir(path):
@@ -130,32 +132,39 @@ def _check_input_file(parser: argparse.ArgumentParser, flag: str, path: str, fol
     parser.error(f'{flag} {path}: no such file')
 
 
-def _writable(flag: str, path: str) -> str:
-    """'' if files can be created at `path` (a folder, existing or not), else why not. Probes by
-    creating and removing a file in the nearest existing folder (permission bits do not stop root)."""
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f'{flag} {path}: {existing} is a file, so no folder can be made there; pass another folder'
-    try:
-        fd, probe = tempfile.mkstemp(prefix='.write-test-', dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        return f'{flag} {path}: cannot write in {existing} ({e.strerror}); pass a folder you can write to'
-    return ''
+def check_model_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """--model is a timm model (with released weights for --pretrained), and every numeric option
+    the parser has is in range."""
+    if not timm.is_model(args.model):
+        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
+    if getattr(args, 'pretrained', False) and not timm.models.is_model_pretrained(args.model):
+        released = sorted(m for m in models.MODEL_ARCHS if timm.models.is_model_pretrained(m))
+        parser.error(f'--pretrained: {args.model} has no released weights (released: {", ".join(released)}); '
+                     'drop --pretrained')
+    _check_numbers(parser, args)
 
 
-def _check_output(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """train.py: the output folder can be written, and a folder holding another run is not overwritten."""
+def check_data_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The data folder is given once (positional or --data-dir; resolved into args.data_dir), and
+    --class-map exists."""
+    if args.data and args.data_dir and args.data != args.data_dir:
+        parser.error('give the data folder once (positional or --data-dir)')
+    args.data_dir = args.data_dir or args.data
+    check_input_file(parser, '--class-map', args.class_map)
+
+
+def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """train.py: --resume and --initial-checkpoint exist, the output folder can be written, and a
+    folder holding another run is not overwritten."""
+    check_input_file(parser, '--resume', args.resume, example='last.pth.tar')
+    check_input_file(parser, '--initial-checkpoint', args.initial_checkpoint, example='model_best.pth.tar')
     run_dir = os.path.join(args.output, args.experiment) if args.experiment else args.output
     for path in (args.output, run_dir):
         if os.path.exists(path) and not os.path.isdir(path):
             parser.error(f'--output {path} is a file, not a folder: pass a folder (--output, --experiment)')
-    problem = _writable('--output', run_dir)
+    problem = write_problem(run_dir)
     if problem:
-        parser.error(problem)
+        parser.error(f'--output {run_dir}: {problem}')
     if args.experiment:
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(run_dir, f))]
         if held and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), run_dir)):
@@ -164,54 +173,14 @@ def _check_output(parser: argparse.ArgumentParser, args: argparse.Namespace):
                          'folder) to start a new one')
 
 
-def _check_results_file(parser: argparse.ArgumentParser, path: str):
-    """validate.py: --results-file can be written."""
+def check_results_file(parser: argparse.ArgumentParser, path: str):
+    """The results file `path` (--results-file) can be written."""
     if os.path.isdir(path):
         parser.error(f'--results-file {path} is a folder: pass a file name (e.g. {os.path.join(path, "r.json")})')
     folder = os.path.dirname(os.path.abspath(path))
-    problem = _writable('--results-file', folder)
+    problem = write_problem(folder)
     if problem:
-        parser.error(problem)
-
-
-def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """Check every option of train.py / validate.py before any work is done (argparse's one-line
-    errors), and resolve the data folder."""
-    if args.data and args.data_dir and args.data != args.data_dir:
-        parser.error('give the data folder once (positional or --data-dir)')
-    args.data_dir = args.data_dir or args.data
-    if not timm.is_model(args.model):
-        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
-    if args.pretrained and not timm.models.is_model_pretrained(args.model):
-        released = sorted(m for m in models.MODEL_ARCHS if timm.models.is_model_pretrained(m))
-        parser.error(f'--pretrained: {args.model} has no released weights (released: {", ".join(released)}); '
-                     'drop --pretrained')
-    _check_numbers(parser, args)
-    _check_input_file(parser, '--class-map', getattr(args, 'class_map', ''))
-    if hasattr(args, 'resume'):  # train.py
-        _check_input_file(parser, '--resume', args.resume, example='last.pth.tar')
-        _check_input_file(parser, '--initial-checkpoint', args.initial_checkpoint, example='model_best.pth.tar')
-        _check_output(parser, args)
-    if hasattr(args, 'checkpoint'):  # validate.py (and scripts with its options)
-        _check_input_file(parser, '--checkpoint', args.checkpoint, folder_ok=True)
-        if getattr(args, 'use_ema', False) and not args.checkpoint:
-            parser.error('--use-ema needs --checkpoint (the training checkpoint whose EMA weights to evaluate)')
-    if getattr(args, 'results_file', ''):
-        _check_results_file(parser, os.path.join(getattr(args, 'results_dir', '') or '', args.results_file))
-
-
-def check_checkpoint_file(flag: str, path: str, model_name: str, use_ema: bool = False) -> Any:
-    """Read a checkpoint before any work: an unreadable file, or a train.py checkpoint of another
-    model, is a one-line error. Returns the file's content (memory-mapped tensors)."""
-    try:
-        checkpoint = check_checkpoint(path, use_ema=use_ema)
-    except CheckpointError as e:  # (its message starts with the path)
-        raise CheckpointError(f'{flag} {e}') from None
-    saved = checkpoint.get('args') if isinstance(checkpoint.get('args'), dict) else {}
-    if saved.get('model') and saved['model'] != model_name:
-        raise UsageError(f'{flag} {path} is a checkpoint of {saved["model"]}, this run builds {model_name}: '
-                         f'pass --model {saved["model"]}')
-    return checkpoint
+        parser.error(f'--results-file {folder}: {problem}')
 
 
 def resolve_num_classes(num_classes, data_classes) -> int:
@@ -240,11 +209,23 @@ def one_line(error: BaseException) -> str:
     return ' '.join(line.strip() for line in text.splitlines()) or type(error).__name__
 
 
+@contextmanager
+def errors_as_one_line(errors: Tuple[type, ...], line: Callable[[BaseException], Optional[str]] = one_line,
+                       prefix: str = ''):
+    """Run the block; an exception of `errors` ends in '<prefix>error: <line(e)>' on stderr and exit
+    code 2. Where `line` gives None the exception is a bug and keeps its traceback."""
+    try:
+        yield
+    except errors as e:
+        text = line(e)
+        if text is None:
+            raise
+        sys.stdout.flush()
+        print(f'{prefix}error: {text}', file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def run_cli(main: Callable, errors: Tuple[type, ...] = USER_ERRORS):
     """Run `main()`; a user error ends in one line on stderr and exit code 2."""
-    try:
+    with errors_as_one_line(errors, prefix=f'{os.path.basename(sys.argv[0])}: '):
         main()
-    except errors as e:
-        sys.stdout.flush()
-        print(f'{os.path.basename(sys.argv[0])}: error: {one_line(e)}', file=sys.stderr, flush=True)
-        sys.exit(2)

@@ -1,20 +1,30 @@
-"""What onnx_export.py and tools/onnx_validate.py share: the model they build from the command
-line, the input size and the error they compare by."""
-import timm
+"""What onnx_export.py and tools/onnx_validate.py share: their model options, the model they build
+from the command line, the input size and the error they compare by."""
+import argparse
+
 import torch
+from timm.layers import to_2tuple
+from timm.utils import ParseKwargs
 
-from models import CheckpointError, PretrainedWeightsError, load_checkpoint
-from models.checkpoint import checkpoint_state_dict
+from models import load_checkpoint
 
-from .cli import UsageError, check_checkpoint_file
+from .cli import UsageError, add_model_args
+from .runtime import model_img_size
+from .weights import add_weights_args, checkpoint_classes, create_model
+
+
+def add_export_model_args(p: argparse.ArgumentParser, kwargs_help: str):
+    """The model options of both scripts: engine.cli's, --model-kwargs and the weights."""
+    add_model_args(p)
+    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, help=kwargs_help)
+    add_weights_args(p)
 
 
 def input_size_of(args):
-    """(C, H, W) from --input-size, else 3 x --img-size (224 by default)."""
+    """(C, H, W) from --input-size, else 3 x the size the model's filters are built for."""
     if args.input_size:
         return tuple(args.input_size)
-    size = args.img_size or 224
-    return 3, size, size
+    return (3, *to_2tuple(model_img_size(args)))
 
 
 def build_model(args, input_size, img_size) -> torch.nn.Module:
@@ -22,14 +32,9 @@ def build_model(args, input_size, img_size) -> torch.nn.Module:
     read from --checkpoint (whose weights it loads) unless --num-classes says it. Seeded: a model
     without --checkpoint / --pretrained has the same weights in both scripts."""
     num_classes = args.num_classes
-    if args.checkpoint:
-        checkpoint = check_checkpoint_file('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
-        state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
-        classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier') or ''
-        weight = state_dict.get(f'{classifier}.weight')
-        if num_classes is None and weight is not None and weight.ndim == 2:
-            num_classes = weight.shape[0]
-        del checkpoint, state_dict
+    if args.checkpoint:  # (read first: an unreadable or foreign file is a one-line error)
+        rows, _ = checkpoint_classes(args)
+        num_classes = rows if num_classes is None else num_classes
     kwargs = dict(args.model_kwargs)
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
@@ -37,9 +42,7 @@ def build_model(args, input_size, img_size) -> torch.nn.Module:
         kwargs['in_chans'] = input_size[0]
     torch.manual_seed(0)
     try:
-        model = timm.create_model(args.model, pretrained=args.pretrained, img_size=img_size, **kwargs)
-    except PretrainedWeightsError as e:
-        raise CheckpointError(e.with_hint(f'--checkpoint {e.filename} instead of --pretrained')) from None
+        model = create_model(args, img_size=img_size, **kwargs)
     except TypeError as e:
         raise UsageError(f'--model-kwargs: {e}') from None
     if args.checkpoint:

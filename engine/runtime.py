@@ -1,6 +1,8 @@
-"""Device, distributed and mixed-precision setup shared by train.py and validate.py."""
+"""Device, distributed and mixed-precision setup shared by train.py and validate.py, and the input
+size a script builds its model for."""
 from contextlib import nullcontext
 
+import timm
 import torch
 from timm import utils
 
@@ -12,9 +14,15 @@ def setup_device(args) -> torch.device:
     return device
 
 
+def default_img_size(model_name: str) -> int:
+    """The input size of a model's pretrained config (224 for the zoo): what its filters are built
+    for without --img-size / --input-size."""
+    return timm.models.get_pretrained_cfg_value(model_name, 'input_size')[-1]
+
+
 def model_img_size(args):
-    """The input size the model's filters are built for: --input-size, --img-size or 224."""
-    return args.input_size[1:] if args.input_size else (args.img_size or 224)
+    """The input size the model's filters are built for: --input-size, --img-size or the default."""
+    return args.input_size[1:] if args.input_size else (args.img_size or default_img_size(args.model))
 
 
 def amp_autocast_for(args, device: torch.device):

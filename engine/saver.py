@@ -2,26 +2,11 @@
 import csv
 import os
 import shutil
-from contextlib import contextmanager
 
 import torch
 from timm import utils
 
-
-@contextmanager
-def atomic_open(path: str, mode: str = 'w', **kwargs):
-    """open() for writing whose file appears at `path` only complete: written to a temporary
-    file beside it, fsynced and renamed over it; on an error the old file stays."""
-    tmp = f'{path}.tmp'
-    try:
-        with open(tmp, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from .files import atomic_open, atomic_path
 
 
 def summary_rows_before(path: str, epoch: int):
@@ -52,14 +37,11 @@ class AtomicCheckpointSaver(utils.CheckpointSaver):
         os.replace(src, dst)
 
     def _duplicate(self, src, dst):
-        tmp = dst + '.tmp'
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copy2(src, tmp)
 
     def _save(self, save_path, epoch, metric=None):
         state = {

@@ -1,14 +1,13 @@
 """What the segmentation and detection tools (tools/mm/, linked as segmentation/tools and
 detection/tools) share: their common options, config loading with up-front checks, a Runner
 that loads checkpoints strictly, and atomic file writes. The task (mmseg or mmdet) is the
-config's own `default_scope`."""
+config's own `default_scope`. Atomic writes, the writable-folder probe and the one-line error
+exit are engine's (one implementation for the scripts and these tools)."""
 import argparse
 import logging
 import os
 import os.path as osp
 import pickle
-import sys
-from contextlib import contextmanager
 
 import torch
 from mmengine.config import Config, DictAction
@@ -16,6 +15,8 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from engine.cli import errors_as_one_line, one_line
+from engine.files import atomic_open, write_problem
 from models import CheckpointError
 from models.checkpoint import first_line
 
@@ -40,16 +41,8 @@ class AtomicLocalBackend(LocalBackend):
     def _replace_with(filepath, mode: str, obj, **kwargs):
         filepath = os.fspath(filepath)
         os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
-        tmp = f'{filepath}.tmp'
-        try:
-            with open(tmp, mode, **kwargs) as f:
-                f.write(obj)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, filepath)
-        finally:
-            if osp.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(filepath, mode, **kwargs) as f:
+            f.write(obj)
 
 
 register_backend('local', AtomicLocalBackend, force=True, prefixes='')
@@ -78,17 +71,13 @@ def add_common_args(p: argparse.ArgumentParser):
 
 
 def check_writable_folder(path: str, what: str = 'work dir', option: str = '--work-dir'):
-    """Create the folder `path` (the `what` of command-line `option`) and check it takes files."""
+    """Check that the folder `path` (the `what` of command-line `option`) takes files, and create it."""
     if osp.exists(path) and not osp.isdir(path):
         raise ConfigError(f'{what} {path} is a file: pass a folder with {option}')
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = osp.join(path, f'.write-test-{os.getpid()}')
-        open(probe, 'w').close()
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f'cannot write to {what} {path} ({e.strerror}): pass a writable folder with '
-                          f'{option}') from None
+    problem = write_problem(path)
+    if problem:
+        raise ConfigError(f'{what} {path} ({option}): {problem}')
+    os.makedirs(path, exist_ok=True)
 
 
 def _check_data_roots(cfg: Config, loaders):
@@ -142,7 +131,7 @@ def set_mixed_precision(cfg: Config, amp: bool):
 def _user_error_line(error: BaseException):
     """The one line for a user's mistake, or None for a bug (which keeps its traceback)."""
     if isinstance(error, (ConfigError, CheckpointError)):
-        return str(error)
+        return one_line(error)
     text = str(error)
     # an unreadable image, raised by mmcv's LoadImageFromFile (also from a loader worker, which
     # wraps the message in 'Caught AssertionError in DataLoader worker process ...')
@@ -152,14 +141,6 @@ def _user_error_line(error: BaseException):
     return None
 
 
-@contextmanager
 def user_errors_as_one_line():
     """Run a tool's main: a user's mistake ends in one line on stderr and exit code 2."""
-    try:
-        yield
-    except (ConfigError, CheckpointError, AssertionError) as e:
-        line = _user_error_line(e)
-        if line is None:
-            raise
-        print(f'error: {line}', file=sys.stderr)
-        sys.exit(2)
+    return errors_as_one_line((ConfigError, CheckpointError, AssertionError), _user_error_line)

@@ -1,5 +1,5 @@
 """DFFormer / CDFFormer / GFFormer for timm: `import models` registers every model name."""
-from .checkpoint import CheckpointError, PretrainedWeightsError, load_checkpoint, read_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .dfformer import (
     MIN_IMG_SIZE,
     MODEL_ARCHS,
@@ -12,7 +12,6 @@ from .dfformer import (
 from .layers import resize_filter_bases
 
 __all__ = [
-    'CheckpointError', 'DFFormer', 'DFFormerDense', 'DFFormerTrunk', 'MIN_IMG_SIZE', 'MODEL_ARCHS',
-    'PretrainedWeightsError', 'arch_args', 'checkpoint_filter_fn', 'load_checkpoint', 'read_checkpoint',
-    'resize_filter_bases',
+    'CheckpointError', 'DFFormer', 'DFFormerDense', 'DFFormerTrunk', 'MIN_IMG_SIZE', 'MODEL_ARCHS', 'arch_args',
+    'checkpoint_filter_fn', 'load_checkpoint', 'read_checkpoint', 'resize_filter_bases',
 ]

@@ -15,30 +15,13 @@ from timm.models import clean_state_dict
 from .dfformer import checkpoint_filter_fn
 
 __all__ = [
-    'CheckpointError', 'PretrainedWeightsError', 'check_checkpoint', 'checkpoint_state_dict', 'first_line',
-    'has_ema', 'load_checkpoint', 'load_state_dict_checked', 'read_checkpoint',
+    'CheckpointError', 'check_checkpoint', 'checkpoint_state_dict', 'first_line', 'has_ema', 'load_checkpoint',
+    'load_state_dict_checked', 'read_checkpoint',
 ]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read or does not fit the model."""
-
-
-class PretrainedWeightsError(CheckpointError):
-    """Released weights that could not be downloaded (no network, HTTP error)."""
-
-    def __init__(self, model_name: str, url: str, reason: BaseException):
-        self.model_name, self.url = model_name, url
-        self.filename = os.path.basename(url)
-        self.cache_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
-        super().__init__(
-            f'could not download the pretrained weights of {model_name} from {url} ({first_line(reason)}); '
-            f'without network, download {self.filename} elsewhere and put it in {self.cache_dir}/ '
-            '(where --pretrained / pretrained=True finds it), or load that local file')
-
-    def with_hint(self, how: str) -> str:
-        """The message ending in the command-line way of loading the local file."""
-        return f'{self}: {how}'
 
 
 def first_line(error: BaseException) -> str:

@@ -28,7 +28,7 @@ import sys
 import torch
 
 from engine.cli import ArgumentParser, UsageError, run_cli
-from engine.saver import atomic_open
+from engine.files import atomic_open
 from models.checkpoint import CheckpointError, checkpoint_state_dict, read_checkpoint
 
 

@@ -23,7 +23,7 @@ import sys
 import torch
 
 from engine.cli import ArgumentParser, run_cli
-from engine.saver import atomic_open
+from engine.files import atomic_open
 from models.checkpoint import checkpoint_state_dict, read_checkpoint
 
 

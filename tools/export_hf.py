@@ -21,7 +21,6 @@ The checkpoint is read by models.load_checkpoint (the authors' .pth, a train.py 
 """
 import argparse
 import os
-import shutil
 import sys
 
 import timm
@@ -29,11 +28,11 @@ import torch
 from timm.models import save_for_hf
 from timm.models._hub import generate_readme  # (timm exports no public alias)
 
-import models
-from engine.cli import ArgumentParser, UsageError, run_cli
-from engine.cli import check_checkpoint_file as read_checked_checkpoint
+from engine.cli import ArgumentParser, UsageError, check_input_file, check_model_args, run_cli
+from engine.files import atomic_path
+from engine.runtime import default_img_size
+from engine.weights import add_weights_args, checkpoint_classes
 from models import load_checkpoint
-from models.checkpoint import checkpoint_state_dict
 from models.flops import count_macs
 
 PAPER_URL = 'https://arxiv.org/abs/2303.03932'
@@ -52,12 +51,11 @@ DEFAULT_LICENSE = 'mit'
 def build_parser():
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', '-m', required=True, help='architecture, e.g. dfformer_s18')
-    p.add_argument('--checkpoint', required=True, metavar='FILE', help='weights to export')
     p.add_argument('--output-dir', required=True, metavar='DIR', help='folder to create (e.g. hf/dfformer_s18.in1k)')
-    p.add_argument('--use-ema', action='store_true', help='the EMA weights of a train.py checkpoint')
+    add_weights_args(p, checkpoint_help='weights to export', required=True)
     p.add_argument('--num-classes', type=int, default=None, help="default: the checkpoint's classifier rows")
     p.add_argument('--img-size', type=int, default=None,
-                   help='input size the filters are built for and the card states (default 224)')
+                   help="input size the filters are built for and the card states (default: the model's, 224)")
     p.add_argument('--class-map', default='', help='file of class names, one per line, stored as label_names')
     p.add_argument('--dataset', default=None, help='training data named in the card (default: ImageNet-1k '
                                                    'for 1000-class models)')
@@ -121,23 +119,14 @@ with torch.no_grad():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not timm.is_model(args.model):
-        parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
-    if not os.path.isfile(args.checkpoint):
-        parser.error(f'--checkpoint {args.checkpoint}: no such file')
-    for flag, value in (('--num-classes', args.num_classes), ('--img-size', args.img_size)):
-        if value is not None and value < (1 if flag == '--num-classes' else models.MIN_IMG_SIZE):
-            parser.error(f'{flag} {value}: too small')
+    check_model_args(parser, args)  # model name, --num-classes, --img-size
+    check_input_file(parser, '--checkpoint', args.checkpoint)
     out = os.path.normpath(args.output_dir)
     if os.path.exists(out) and not (os.path.isdir(out) and not os.listdir(out)) and not args.force:
         parser.error(f'--output-dir {out} already exists: pass another folder, or --force to replace it')
-    if args.class_map and not os.path.isfile(args.class_map):
-        parser.error(f'--class-map {args.class_map}: no such file')
+    check_input_file(parser, '--class-map', args.class_map)
 
-    checkpoint = read_checked_checkpoint('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
-    state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
-    classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier')
-    rows = state_dict[f'{classifier}.weight'].shape[0] if f'{classifier}.weight' in state_dict else None
+    rows, _ = checkpoint_classes(args)
     num_classes = args.num_classes or rows or 1000
     label_names = None
     if args.class_map:
@@ -146,7 +135,7 @@ def main(argv=None):
         if len(label_names) != num_classes:
             raise UsageError(f'--class-map {args.class_map} names {len(label_names)} classes, the model has '
                              f'{num_classes}: give one name per class, in class order')
-    img_size = args.img_size or 224
+    img_size = args.img_size or default_img_size(args.model)
 
     model = timm.create_model(args.model, pretrained=False, num_classes=num_classes, img_size=img_size)
     load_checkpoint(model, args.checkpoint, use_ema=args.use_ema)
@@ -155,9 +144,7 @@ def main(argv=None):
     model_config = {'pretrained_cfg': {'license': args.license}}
     if label_names:
         model_config['label_names'] = label_names
-    tmp = out + '.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_path(out) as tmp:  # (replaces --force's folder, or an empty one)
         save_for_hf(model, tmp, model_config=model_config, safe_serialization=True,
                     data_config={'input_size': (3, img_size, img_size)})
         card = generate_readme(model_card(args, model, num_classes, img_size), os.path.basename(out))
@@ -167,16 +154,6 @@ def main(argv=None):
         os.umask(umask)
         for name in os.listdir(tmp):  # (safetensors creates its file private)
             os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
-            with open(os.path.join(tmp, name), 'rb') as f:
-                os.fsync(f.fileno())
-        old = out + '.old'
-        if os.path.exists(out):  # (--force, or an empty folder)
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(out + '.old', ignore_errors=True)
     print(f'=> Wrote {out}: ' + ', '.join(sorted(os.listdir(out))))
     print(f"   timm.create_model('local-dir:{out}', pretrained=True) loads it (after `import models`)")
     sys.stdout.flush()

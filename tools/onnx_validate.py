@@ -23,11 +23,11 @@ import numpy as np
 import timm
 import torch
 from timm.data import ImageDataset, create_transform, resolve_data_config
-from timm.utils import ParseKwargs
 
-from engine.cli import ArgumentParser, UsageError, add_model_args, check_args, run_cli
+from engine.cli import ArgumentParser, UsageError, check_model_args, run_cli
 from engine.data import DataError
-from engine.export import build_model, input_size_of
+from engine.export import add_export_model_args, build_model, input_size_of
+from engine.weights import check_weights_args
 
 _logger = logging.getLogger('onnx_validate')
 
@@ -35,13 +35,9 @@ _logger = logging.getLogger('onnx_validate')
 def build_parser():
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('onnx', metavar='ONNX_FILE', help='the exported .onnx file')
-    add_model_args(p)
-    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
-                   help='extra model arguments, as given to onnx_export.py')
+    add_export_model_args(p, 'extra model arguments, as given to onnx_export.py')
     p.add_argument('--model-img-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='the size the model was exported for (its filters), if not the checked input size')
-    p.add_argument('--checkpoint', default='', help='weights (.pth, train.py .pth.tar, .safetensors)')
-    p.add_argument('--use-ema', action='store_true', help='the EMA weights of a train.py checkpoint')
     p.add_argument('--data', default='', help='folder of images (default: random input)')
     p.add_argument('-b', '--batch-size', type=int, default=2, help='images per run (default 2)')
     p.add_argument('--max-images', type=int, default=None, help='with --data: stop after this many images')
@@ -55,22 +51,17 @@ def main(argv=None):
         timm.utils.setup_default_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.data_dir = None
-    data, args.data = args.data, None  # (check_args' data options)
     if not os.path.isfile(args.onnx):
         parser.error(f'{args.onnx}: no such file' + (' (a folder: pass the .onnx file)' if os.path.isdir(args.onnx)
                                                     else ''))
-    if args.checkpoint and args.pretrained:
-        parser.error('give the weights once: --checkpoint FILE or --pretrained')
-    if args.checkpoint and os.path.isdir(args.checkpoint):
-        parser.error(f'--checkpoint {args.checkpoint} is a folder: pass a checkpoint file')
-    if data and not os.path.isdir(data):
-        parser.error(f'--data {data}: no such folder; pass a folder of images')
+    check_weights_args(parser, args)
+    if args.data and not os.path.isdir(args.data):
+        parser.error(f'--data {args.data}: no such folder; pass a folder of images')
     if not (args.tol >= 0):
         parser.error(f'--tol {args.tol}: must be a number >= 0 (e.g. 1e-4)')
     if args.max_images is not None and args.max_images < 1:
         parser.error(f'--max-images {args.max_images}: must be a whole number >= 1')
-    check_args(parser, args)
+    check_model_args(parser, args)
 
     import onnxruntime
     try:
@@ -82,12 +73,12 @@ def main(argv=None):
     img_size = tuple(args.model_img_size) if args.model_img_size else input_size[1:]
     model = build_model(args, input_size, img_size)
 
-    if data:
+    if args.data:
         config = resolve_data_config(model=model)
         config['input_size'] = input_size
-        dataset = ImageDataset(data, transform=create_transform(**config))
+        dataset = ImageDataset(args.data, transform=create_transform(**config))
         if len(dataset) == 0:
-            raise DataError(f'--data {data} holds no images')
+            raise DataError(f'--data {args.data} holds no images')
         count = min(len(dataset), args.max_images or len(dataset))
         batches = (torch.stack([dataset[i][0] for i in range(s, min(s + args.batch_size, count))])
                    for s in range(0, count, args.batch_size))
