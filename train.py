@@ -11,11 +11,16 @@ A thin driver over timm's data pipeline, mixup, losses, optimizers, schedulers, 
 saver and distributed helpers. Defaults not set by the command above are those of the authors'
 script (timm 0.5.4: min-lr 1e-5, 10 cooldown epochs, random train interpolation, EMA decay 0.9998).
 Outputs go to <output>/<experiment>/: args.yaml, summary.csv, last/model_best/top-N checkpoints.
+
+On SIGTERM or SIGUSR1 every rank finishes its step, rank 0 writes a step-exact checkpoint and the
+run exits with code 75 (engine.resume.EXIT_PREEMPTED); `--resume auto --experiment NAME` continues
+it at the next step with the same data order and random state (see README, "Training on a cluster").
 """
 import argparse
 import logging
 import math
 import os
+import sys
 import time
 
 import timm
@@ -42,9 +47,20 @@ from engine.cli import (
     resolve_num_classes,
     run_cli,
 )
-from engine.data import build_dataset, check_same_classes, dataset_num_classes
+from engine.data import build_dataset, check_same_classes, dataset_num_classes, use_resumable_sampler
 from engine.evaluate import evaluate
 from engine.files import atomic_open
+from engine.resume import (
+    Preempted,
+    gather_to_primary,
+    read_resume_state,
+    resume_command,
+    rng_state,
+    set_rng_state,
+    signal_name,
+    stop_on_signals,
+    stop_requested,
+)
 from engine.runtime import amp_autocast_for, model_img_size, setup_device
 from engine.saver import AtomicCheckpointSaver, plain_args, summary_rows_before
 from engine.weights import check_checkpoint_file
@@ -66,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_args(p, batch_size=128)
     g = p.add_argument_group('training model')
     g.add_argument('--initial-checkpoint', default='', help='initialise the model weights from this file')
-    g.add_argument('--resume', default='', help='resume model, optimizer, scaler, EMA and epoch from this checkpoint')
+    g.add_argument('--resume', default='', help='resume model, optimizer, scaler, EMA, epoch and step from this '
+                   "checkpoint; 'auto': the run folder's newest complete checkpoint, or a fresh start if none")
     g.add_argument('--no-resume-opt', action='store_true')
     g.add_argument('-vb', '--validation-batch-size', type=int, default=None)
     g.add_argument('--grad-checkpointing', action='store_true')
@@ -201,8 +218,31 @@ def create_model(args, num_classes: int) -> nn.Module:
     return model
 
 
+def resume_point(args, epoch: int, step: int, losses=None) -> dict:
+    """What a checkpoint needs to continue at `step` of `epoch` exactly as an uninterrupted run
+    would: the position and each rank's random state and running train loss (a collective: every
+    rank calls it; None on ranks > 0). The scheduler is not stored: timm's are functions of the
+    epoch and update count, recomputed on resume (so a resumed run may change --epochs)."""
+    ranks = gather_to_primary({'rng': rng_state(), 'loss': [losses.sum, losses.count] if losses else [0., 0]}, args)
+    return ranks and {'epoch': epoch, 'step': step, 'world_size': args.world_size, 'batch_size': args.batch_size,
+                      'ranks': ranks}
+
+
+def stop_run(args, checkpoint: str, epoch: int, step: int, argv):
+    """After a stop signal: wait for rank 0's checkpoint (its path comes with the broadcast), then
+    end every rank with one line naming it and the command that continues the run."""
+    path = [checkpoint]
+    if args.distributed:
+        torch.distributed.broadcast_object_list(path, src=0)
+        torch.distributed.destroy_process_group()
+    path = path[0]
+    raise Preempted(f'stopped by {signal_name()} after epoch {epoch} step {step}: checkpoint {path}; continue with: '
+                    f'{resume_command(argv, os.path.basename(os.path.dirname(path)))}')
+
+
 def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_scheduler, saver, amp_autocast,
-                    loss_scaler, model_ema, mixup_fn):
+                    loss_scaler, model_ema, mixup_fn, num_batches, sampler=None, start_step=0, rank_state=None,
+                    argv=()):
     if args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
         if args.prefetcher and loader.mixup_enabled:
             loader.mixup_enabled = False
@@ -210,12 +250,21 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
             mixup_fn.mixup_enabled = False
     model.train()
     losses, batch_time, data_time = utils.AverageMeter(), utils.AverageMeter(), utils.AverageMeter()
-    num_batches = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
-    num_updates = epoch * num_batches
+    num_updates = epoch * num_batches + start_step
+    # Random state of a resumed run: restored where the interrupted run saved it, i.e. before the
+    # epoch's loader iterator is made (it draws a seed) at an epoch start, after it mid-epoch.
+    if rank_state is not None and start_step == 0:
+        set_rng_state(rank_state['rng'])
+    batches = iter(loader)
+    if start_step and sampler is None:
+        for _ in range(start_step):  # an iterable data set cannot skip: read past the consumed batches
+            next(batches)
+    if rank_state is not None and start_step:
+        set_rng_state(rank_state['rng'])
+        losses.sum, losses.count = rank_state['loss']
+        losses.avg = losses.sum / max(1, losses.count)
     end = time.time()
-    for step, (input, target) in enumerate(loader):
-        if step >= num_batches:
-            break
+    for step, (input, target) in zip(range(start_step, num_batches), batches):
         data_time.update(time.time() - end)
         if not args.prefetcher:
             input, target = input.to(device), target.to(device)
@@ -253,10 +302,16 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
                     f'Loss: {losses.val:#.3g} ({losses.avg:#.3g})  '
                     f'{input.size(0) * args.world_size / batch_time.val:>7.2f}/s  LR: {lr:.3e}  '
                     f'Data: {data_time.val:.3f} ({data_time.avg:.3f})  ETA epoch: {eta:.0f}s')
-        if saver is not None and args.recovery_interval and (last or (step + 1) % args.recovery_interval == 0):
-            saver.save_recovery(epoch, batch_idx=step)
         if lr_scheduler is not None:
             lr_scheduler.step_update(num_updates=num_updates, metric=losses.avg)
+        stop = stop_requested(device, args.distributed)
+        if stop or args.recovery_interval and (last or (step + 1) % args.recovery_interval == 0):
+            state = resume_point(args, epoch, step + 1, losses)
+            if saver is not None:
+                saver.resume_state = state
+                saver.save_recovery(epoch, batch_idx=step)
+            if stop:
+                stop_run(args, saver and saver.curr_recovery_file, epoch, step, argv)
         end = time.time()
     if args.distributed:
         loss_avg = utils.reduce_tensor(torch.tensor([losses.avg], device=device), args.world_size).item()
@@ -268,7 +323,13 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
 def main(argv=None):
     if not logging.getLogger().handlers:  # (main() may run more than once in a process)
         utils.setup_default_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    with stop_on_signals():
+        return train(args, argv)
+
+
+def train(args, argv):
     # the checkpoint files are read before any work: an unreadable or foreign one stops here
     resume_state = check_resume(args) if args.resume else None
     if args.initial_checkpoint:
@@ -301,7 +362,7 @@ def main(argv=None):
     if amp_dtype is not None and utils.is_primary(args):
         _logger.info(f'Mixed precision: autocast {amp_dtype}' + (' with loss scaling' if loss_scaler else ''))
 
-    resume_epoch = None
+    resume_epoch, resume = None, None
     if args.resume:
         # one-line error for a foreign file; filters of another size are an error, not resized
         load_checkpoint(model, args.resume, resize_filters=False)
@@ -313,6 +374,14 @@ def main(argv=None):
             raise CheckpointError(
                 f'--resume {args.resume}: its optimizer state does not fit this run ({first_line(e)}); resume '
                 'with the optimizer options of the run (--opt, --layer-decay), or pass --no-resume-opt') from None
+        resume = read_resume_state(args.resume)
+        if resume and resume['step'] and (resume['world_size'], resume['batch_size']) != (
+                args.world_size, args.batch_size):
+            raise UsageError(
+                f'--resume {args.resume} stopped mid-epoch with {resume["world_size"]} processes of batch '
+                f'{resume["batch_size"]}, this run has {args.world_size} of batch {args.batch_size}: resume it with '
+                'those, or from the end of its last epoch (--resume '
+                f'{os.path.join(os.path.dirname(args.resume), "last.pth.tar")})')
 
     model_ema = None
     if args.model_ema:
@@ -346,6 +415,7 @@ def main(argv=None):
         auto_augment=args.aa, interpolation=args.train_interpolation, mean=data_config['mean'],
         std=data_config['std'], num_workers=args.workers, distributed=args.distributed, collate_fn=collate_fn,
         pin_memory=args.pin_mem, device=device, use_prefetcher=args.prefetcher)
+    sampler_train = use_resumable_sampler(loader_train, args)
     loader_eval = create_loader(
         dataset_eval, input_size=data_config['input_size'], batch_size=args.validation_batch_size or args.batch_size,
         is_training=False, interpolation=data_config['interpolation'], mean=data_config['mean'],
@@ -364,10 +434,18 @@ def main(argv=None):
         len(loader_train), args.max_steps_per_epoch)
     lr_scheduler, num_epochs = create_scheduler_v2(
         optimizer, **scheduler_kwargs(args), updates_per_epoch=updates_per_epoch)
-    start_epoch = resume_epoch or 0
-    if lr_scheduler is not None and start_epoch > 0:
+    start_epoch, start_step = resume_epoch or 0, 0
+    rank_state = None
+    if resume:  # a checkpoint of ours: its exact position (timm's recovery files resume at the next epoch)
+        start_epoch, start_step = resume['epoch'], min(resume['step'], updates_per_epoch)
+        if resume['world_size'] == args.world_size:
+            rank_state = resume['ranks'][args.rank]
+        elif utils.is_primary(args):
+            _logger.warning(f'{args.resume} was written by {resume["world_size"]} processes, this run has '
+                            f'{args.world_size}: the random state starts from --seed')
+    if lr_scheduler is not None and (start_epoch > 0 or start_step > 0):
         if args.sched_on_updates:
-            lr_scheduler.step_update(start_epoch * updates_per_epoch)
+            lr_scheduler.step_update(start_epoch * updates_per_epoch + start_step)
         else:
             lr_scheduler.step(start_epoch)
 
@@ -382,10 +460,13 @@ def main(argv=None):
             max_history=args.checkpoint_hist)
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
             saver.load_state_dict_from_checkpoint(args.resume)
+            if os.path.basename(args.resume).startswith(saver.recovery_prefix):
+                saver.curr_recovery_file = args.resume  # removed in turn like the run's own
         with atomic_open(os.path.join(output_dir, 'args.yaml')) as f:
             yaml.safe_dump(plain_args(args), f, default_flow_style=False)
         summary_rows_before(os.path.join(output_dir, 'summary.csv'), start_epoch)
-        _logger.info(f'Training {args.model} for {num_epochs} epochs (incl. cooldown) from epoch {start_epoch}, '
+        _logger.info(f'Training {args.model} for {num_epochs} epochs (incl. cooldown) from epoch {start_epoch}'
+                     + (f' step {start_step}' if start_step else '') + ', '
                      f'{updates_per_epoch} steps per epoch (of {len(loader_train)} per process, world size '
                      f'{args.world_size}); output in {output_dir}')
         if args.log_wandb:
@@ -394,11 +475,15 @@ def main(argv=None):
 
     best_metric, best_epoch = None, None
     for epoch in range(start_epoch, num_epochs):
-        if args.distributed and hasattr(loader_train.sampler, 'set_epoch'):
-            loader_train.sampler.set_epoch(epoch)
+        step = start_step if epoch == start_epoch else 0
+        if sampler_train is not None:
+            sampler_train.set_epoch(epoch, start=step * args.batch_size * args.world_size)
+        elif hasattr(dataset_train, 'set_epoch'):  # (webdataset shards: their shuffle follows the epoch)
+            dataset_train.set_epoch(epoch)
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn, args, device, lr_scheduler, saver,
-            amp_autocast, loss_scaler, model_ema, mixup_fn)
+            amp_autocast, loss_scaler, model_ema, mixup_fn, updates_per_epoch, sampler=sampler_train,
+            start_step=step, rank_state=rank_state if epoch == start_epoch else None, argv=argv)
         eval_metrics = evaluate(model, loader_eval, validate_loss_fn, args, device, amp_autocast)
         if model_ema is not None and not args.model_ema_force_cpu:
             eval_metrics = evaluate(model_ema, loader_eval, validate_loss_fn, args, device, amp_autocast,
@@ -414,8 +499,13 @@ def main(argv=None):
                 lr=sum(lrs) / len(lrs), write_header=epoch == 0 or not os.path.exists(
                     os.path.join(output_dir, 'summary.csv')) or os.path.getsize(
                     os.path.join(output_dir, 'summary.csv')) == 0, log_wandb=args.log_wandb)
+        state = resume_point(args, epoch + 1, 0)
         if saver is not None:
+            saver.resume_state = state
             best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[eval_metric])
+        if epoch + 1 < num_epochs and stop_requested(device, args.distributed):  # (a signal during evaluation)
+            stop_run(args, output_dir and os.path.join(output_dir, 'last.pth.tar'), epoch, updates_per_epoch - 1,
+                     argv)
     if best_metric is not None:
         _logger.info(f'*** Best metric: {best_metric} (epoch {best_epoch})')
     if args.distributed:
@@ -424,4 +514,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main, USER_ERRORS + (NonFiniteLossError,))
+    run_cli(main, USER_ERRORS + (NonFiniteLossError, Preempted))

@@ -18,6 +18,7 @@ from models import MIN_IMG_SIZE, CheckpointError
 
 from .data import DataError
 from .files import write_problem
+from .resume import find_resume_checkpoint
 
 
 class UsageError(ValueError):
@@ -155,8 +156,14 @@ def check_data_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
 
 def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """train.py: --resume and --initial-checkpoint exist, the output folder can be written, and a
-    folder holding another run is not overwritten."""
-    check_input_file(parser, '--resume', args.resume, example='last.pth.tar')
+    folder holding another run is not overwritten. `--resume auto` becomes the run folder's newest
+    complete checkpoint, or '' (a fresh start) when it has none: a requeued job runs the same
+    command every time."""
+    auto = args.resume == 'auto'
+    if auto and not args.experiment:
+        parser.error('--resume auto needs --experiment NAME: the run folder (<output>/NAME) it continues, '
+                     'the same on every start')
+    check_input_file(parser, '--resume', '' if auto else args.resume, example='last.pth.tar')
     check_input_file(parser, '--initial-checkpoint', args.initial_checkpoint, example='model_best.pth.tar')
     run_dir = os.path.join(args.output, args.experiment) if args.experiment else args.output
     for path in (args.output, run_dir):
@@ -165,12 +172,14 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     problem = write_problem(run_dir)
     if problem:
         parser.error(f'--output {run_dir}: {problem}')
-    if args.experiment:
+    if auto:
+        args.resume = find_resume_checkpoint(run_dir) if os.path.isdir(run_dir) else ''
+    elif args.experiment:
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(run_dir, f))]
         if held and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), run_dir)):
             parser.error(f'{run_dir} already holds a training run ({", ".join(held)}): continue it with --resume '
-                         f'{os.path.join(run_dir, "last.pth.tar")}, or pass another --experiment (or remove the '
-                         'folder) to start a new one')
+                         'auto (or a checkpoint of it), or pass another --experiment (or remove the folder) to '
+                         'start a new one')
 
 
 def check_results_file(parser: argparse.ArgumentParser, path: str):
@@ -213,16 +222,18 @@ def one_line(error: BaseException) -> str:
 def errors_as_one_line(errors: Tuple[type, ...], line: Callable[[BaseException], Optional[str]] = one_line,
                        prefix: str = ''):
     """Run the block; an exception of `errors` ends in '<prefix>error: <line(e)>' on stderr and exit
-    code 2. Where `line` gives None the exception is a bug and keeps its traceback."""
+    code 2 (or '<prefix><line(e)>' and the exception's own `exit_code`, e.g. engine.resume.Preempted).
+    Where `line` gives None the exception is a bug and keeps its traceback."""
     try:
         yield
     except errors as e:
         text = line(e)
         if text is None:
             raise
+        code = getattr(e, 'exit_code', 2)
         sys.stdout.flush()
-        print(f'{prefix}error: {text}', file=sys.stderr, flush=True)
-        sys.exit(2)
+        print(f'{prefix}{"error: " if code == 2 else ""}{text}', file=sys.stderr, flush=True)
+        sys.exit(code)
 
 
 def run_cli(main: Callable, errors: Tuple[type, ...] = USER_ERRORS):

@@ -1,10 +1,12 @@
 """Datasets for train.py / validate.py: ImageNet-style folders (checked up front) and the
 built-in `digits` data set (scikit-learn's 8x8 handwritten digits, no download)."""
 import logging
+import math
 import os
 from typing import Optional
 
 import numpy as np
+import torch
 from PIL import Image
 from timm.data import ImageDataset, create_dataset
 
@@ -148,3 +150,47 @@ def dataset_num_classes(dataset) -> Optional[int]:
     reader = getattr(dataset, 'reader', None)
     class_to_idx = getattr(reader, 'class_to_idx', None)
     return len(class_to_idx) if class_to_idx else None
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Every sample once per epoch, in an order fixed by (seed, epoch), rank r taking every
+    world-size-th index from r (torch's DistributedSampler's split; the order is padded to a
+    multiple of the world size the same way). `set_epoch(epoch, start)` skips the first `start`
+    entries of the epoch's order: the samples the ranks had consumed when the run stopped (with
+    drop_last batches these are exactly the first steps * batch size * world size), so a resumed
+    run sees the epoch's remaining samples in the same order without loading the others, also
+    with another world size."""
+
+    def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.num_samples, self.num_replicas, self.rank, self.seed = num_samples, num_replicas, rank, seed
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0):
+        self.epoch, self.start = epoch, start
+
+    def _order(self) -> list:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.num_samples, generator=g).tolist()
+        padded = -(-self.num_samples // self.num_replicas) * self.num_replicas
+        order += (order * math.ceil(padded / max(1, len(order))))[:padded - len(order)]
+        return order[self.start:]
+
+    def __iter__(self):
+        order = self._order()
+        per_rank = len(order) // self.num_replicas
+        return iter(order[self.rank::self.num_replicas][:per_rank])
+
+    def __len__(self):
+        return (-(-self.num_samples // self.num_replicas) * self.num_replicas - self.start) // self.num_replicas
+
+
+def use_resumable_sampler(loader, args) -> Optional[ResumableSampler]:
+    """Give timm's training loader a ResumableSampler (create_loader takes no sampler: its batch
+    sampler's is replaced). None for an iterable data set (webdataset shards), which orders itself."""
+    loader = getattr(loader, 'loader', loader)  # (timm's PrefetchLoader)
+    if isinstance(loader.dataset, torch.utils.data.IterableDataset) or loader.batch_sampler is None:
+        return None
+    sampler = ResumableSampler(len(loader.dataset), args.world_size, args.rank, args.seed)
+    loader.batch_sampler.sampler = sampler
+    return sampler

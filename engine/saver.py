@@ -30,8 +30,11 @@ def plain_args(args) -> dict:
 
 class AtomicCheckpointSaver(utils.CheckpointSaver):
     """timm's saver, but a checkpoint file is only ever replaced by a complete one (write to a
-    temp file, fsync, rename; links go to a temp name first), and `args` is stored as a plain
-    dict so checkpoints load with weights_only=True."""
+    temp file, fsync, rename; links go to a temp name first), `args` is stored as a plain
+    dict so checkpoints load with weights_only=True, and each checkpoint carries `resume_state`
+    (set by train.py before each save: the position to continue from and every rank's random
+    state, see engine.resume) so that a run resumes from any of them step-exactly."""
+    resume_state = None
 
     def _replace(self, src, dst):
         os.replace(src, dst)
@@ -59,6 +62,8 @@ class AtomicCheckpointSaver(utils.CheckpointSaver):
             state['state_dict_ema'] = utils.get_state_dict(self.model_ema, self.unwrap_fn)
         if metric is not None:
             state['metric'] = metric
+        if self.resume_state is not None:
+            state['resume'] = self.resume_state
         with open(save_path, 'wb') as f:
             torch.save(state, f)
             f.flush()
