@@ -1,0 +1,203 @@
+"""Cluster-grade training through the real scripts: a stop signal mid-epoch writes a step-exact
+checkpoint and exits with EXIT_PREEMPTED; `--resume auto` continues it to the same weights as an
+uninterrupted run (1 process and 2 torchrun/gloo processes); the resume file's choice."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+from engine.data import ResumableSampler
+from engine.resume import EXIT_PREEMPTED
+
+PY = sys.executable
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+# every random source of a step: augmentation (python / torch), mixup (numpy), random erasing,
+# drop path (torch); EMA and the cosine schedule's per-update state
+RUN = ['--dataset', 'digits', '--model', 'dfformer_s18', '--opt', 'adamw', '--lr', '1e-3', '--epochs', '2',
+       '--warmup-epochs', '0', '--cooldown-epochs', '0', '--sched-on-updates', '-j', '0', '--img-size', '32',
+       '-b', '8', '--max-steps-per-epoch', '6', '--log-interval', '1', '--mixup', '0.5', '--reprob', '0.25',
+       '--drop-path', '0.1', '--model-ema', '--model-ema-decay', '0.9']
+STOP_AT = r'Train: 1 \[   1/6'  # SIGTERM when epoch 1's second step is logged
+
+
+def _run(cmd, stop_at=None, sig=signal.SIGTERM, env=None, cwd=None):
+    """Run `cmd`; with `stop_at`, send `sig` when a log line matches it. (return code, output)"""
+    proc = subprocess.Popen(cmd, env={**ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=cwd)
+    lines, sent = [], False
+    for line in proc.stdout:
+        lines.append(line)
+        if stop_at and not sent and re.search(stop_at, line):
+            proc.send_signal(sig)
+            sent = True
+    proc.wait(timeout=600)
+    assert not stop_at or sent, ''.join(lines[-20:])
+    return proc.returncode, ''.join(lines)
+
+
+def _stopped_at(line, run):
+    """(epoch, step) of the line a stopped train.py ends with, which names its checkpoint in `run`."""
+    stopped = re.match(r'train.py: stopped by SIG\w+ after epoch (\d+) step (\d+): checkpoint (\S+); continue '
+                       r'with: python train.py ', line)
+    assert stopped, line
+    epoch, step = int(stopped[1]), int(stopped[2])
+    assert (epoch, step) < (2, 0) and stopped[3] == str(run / f'recovery-{epoch}-{step}.pth.tar'), line
+    return epoch, step
+
+
+def _weights(path):
+    checkpoint = torch.load(path, weights_only=True)
+    return {**checkpoint['state_dict'], **{f'ema.{k}': v for k, v in checkpoint['state_dict_ema'].items()}}
+
+
+def _assert_same_weights(a, b):
+    a, b = _weights(a), _weights(b)
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= 1e-5, worst
+
+
+def test_sigterm_mid_epoch_then_resume_auto_ends_with_the_same_weights(tmp_path):
+    train = [PY, os.path.join(ROOT, 'train.py')] + RUN + ['--output', str(tmp_path)]
+    code, out = _run(train + ['--experiment', 'whole'])
+    assert code == 0, out[-3000:]
+
+    code, out = _run(train + ['--experiment', 'cut'], stop_at=STOP_AT)
+    run = tmp_path / 'cut'
+    last = out.strip().splitlines()[-1]
+    assert code == EXIT_PREEMPTED, out[-3000:]
+    epoch, step = _stopped_at(last, run)  # the step the signal came in (a loaded machine: a later one)
+    assert last.endswith('--experiment cut --resume auto') and 'Traceback' not in out
+    resume = torch.load(run / f'recovery-{epoch}-{step}.pth.tar', weights_only=True)['resume']
+    assert (resume['epoch'], resume['step'], resume['world_size']) == (epoch, step + 1, 1)
+
+    # a truncated newest checkpoint: --resume auto falls back to the one before (epoch 0's end)
+    shutil.copytree(run, tmp_path / 'truncated')
+    newest = tmp_path / 'truncated' / f'recovery-{epoch}-{step}.pth.tar'
+    with open(newest, 'r+b') as f:
+        f.truncate(os.path.getsize(newest) // 2)
+    code, out = _run(train + ['--experiment', 'truncated', '--resume', 'auto', '--epochs', '1'])
+    assert code == 0, out[-3000:]
+    assert f'--resume auto: skipping {newest}, it cannot be read' in out
+    assert "Loaded checkpoint '" + str(tmp_path / 'truncated' / 'last.pth.tar') in out
+
+    code, out = _run(train + ['--experiment', 'cut', '--resume', 'auto'])
+    assert code == 0, out[-3000:]
+    assert f'from epoch {epoch} step {step + 1},' in out
+    _assert_same_weights(tmp_path / 'whole' / 'last.pth.tar', run / 'last.pth.tar')
+    assert (run / 'summary.csv').read_text() == (tmp_path / 'whole' / 'summary.csv').read_text()
+
+
+def test_two_process_sigterm_then_resume_auto_ends_with_the_same_weights(tmp_path):
+    train = ['bash', os.path.join(ROOT, 'distributed_train.sh'), '2'] + RUN + ['--output', str(tmp_path)]
+    port = 29500 + os.getpid() % 1000
+    env = {'PYTHON': PY, 'MASTER_PORT': str(port)}
+    code, out = _run(train + ['--experiment', 'whole'], env=env)
+    assert code == 0, out[-3000:]
+    # SIGTERM to torchrun: it forwards the signal to both workers (as SLURM signals every task)
+    code, out = _run(train + ['--experiment', 'cut'], stop_at=STOP_AT, env=env)
+    stopped = [line for line in out.splitlines() if line.startswith('train.py: stopped by SIGTERM')]
+    assert len(stopped) == 2 and stopped[0] == stopped[1], out[-3000:]  # each rank's line, the same step
+    epoch, step = _stopped_at(stopped[0], tmp_path / 'cut')
+    code, out = _run(train + ['--experiment', 'cut', '--resume', 'auto'], env={**env, 'MASTER_PORT': str(port + 1)})
+    assert code == 0, out[-3000:]
+    assert f'from epoch {epoch} step {step + 1},' in out and 'world size 2' in out
+    _assert_same_weights(tmp_path / 'whole' / 'last.pth.tar', tmp_path / 'cut' / 'last.pth.tar')
+
+
+def test_resume_auto_on_an_empty_folder_starts_fresh(tmp_path):
+    argv = [PY, os.path.join(ROOT, 'train.py'), '--dataset', 'digits', '--model', 'dfformer_s18', '--epochs', '1',
+            '-j', '0', '--img-size', '32', '-b', '8', '--max-steps-per-epoch', '1', '--output', str(tmp_path),
+            '--resume', 'auto']
+    code, out = _run(argv)
+    assert code == 2 and out.strip().splitlines()[-1].startswith('train.py: error: --resume auto needs --experiment')
+    (tmp_path / 'new').mkdir()
+    code, out = _run(argv + ['--experiment', 'new'])
+    assert code == 0, out[-3000:]
+    assert 'from epoch 0,' in out and (tmp_path / 'new' / 'last.pth.tar').exists()
+    # SLURM's warning signal (--signal=USR1@120) stops the same way
+    code, out = _run(argv + ['--experiment', 'usr1', '--epochs', '2'], stop_at=r'Train: 0 \[', sig=signal.SIGUSR1)
+    assert code == EXIT_PREEMPTED and 'train.py: stopped by SIGUSR1 after epoch 0 step 0' in out, out[-3000:]
+
+
+@pytest.mark.parametrize('world_size', [1, 2, 3])
+def test_resumable_sampler_continues_the_epoch(world_size):
+    n, batch, steps = 50, 4, 3
+
+    def batches(start):
+        out = []
+        for rank in range(world_size):
+            sampler = ResumableSampler(n, world_size, rank, seed=7)
+            sampler.set_epoch(5, start=start)
+            order = list(sampler)
+            out.append([order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)])
+        return out
+
+    whole, rest = batches(0), batches(steps * batch * world_size)
+    assert all(r == w[steps:] for r, w in zip(rest, whole))  # the remaining batches, in the same order
+    seen = sorted(i for rank in whole for b in rank for i in b)
+    assert len(set(seen)) == len(seen)  # each sample at most once per epoch
+    other = ResumableSampler(n, world_size, 0, seed=7)
+    other.set_epoch(6)
+    assert list(other) != [i for b in whole[0] for i in b]  # another epoch, another order
+
+
+SLURM = os.path.join(ROOT, 'tools', 'slurm_train.sh')
+
+
+def test_slurm_script_arguments(tmp_path):
+    def slurm(*argv, **env):
+        result = subprocess.run(['bash', SLURM, *argv], env={**ENV, **env}, capture_output=True, text=True)
+        return result.returncode, result.stdout, result.stderr.strip()
+
+    code, out, _ = slurm('--help')
+    assert code == 0 and 'sbatch' in out and '--resume auto' in out
+    code, _, err = slurm('--dataset', 'digits')
+    assert code == 2 and err.startswith('slurm_train.sh: error: pass --experiment NAME')
+    code, _, err = slurm('--experiment', 'x', '--resume', 'last.pth.tar')
+    assert code == 2 and err.startswith('slurm_train.sh: error: do not pass --resume')
+    code, _, err = slurm('--experiment', 'x')
+    assert code == 2 and err.startswith('slurm_train.sh: error: not in a SLURM job')
+    code, out, _ = slurm('/data/imagenet', '--experiment=my run', SLURM_TRAIN_DRY_RUN='1')
+    assert code == 0 and out.startswith('srun ') and out.strip().endswith(
+        "train.py /data/imagenet --experiment=my\\ run --resume auto"), out
+
+
+def test_slurm_script_requeues_a_stopped_run_which_then_finishes(tmp_path):
+    """The job script with stand-ins for srun (runs the task in place) and scontrol (records the
+    requeue): SIGUSR1 to the task as SLURM sends it, exit 75, requeue; the same script again finishes."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text('#!/usr/bin/env bash\necho $$ > "$FAKE_DIR/task.pid"\nshift\nexec "$@"\n')
+    (bin_dir / 'scontrol').write_text('#!/usr/bin/env bash\n[ "$1" = show ] && { echo localhost; exit 0; }\n'
+                                      'echo "$@" >> "$FAKE_DIR/scontrol.log"\n')
+    for tool in ('srun', 'scontrol'):
+        (bin_dir / tool).chmod(0o755)
+    env = {**ENV, 'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'FAKE_DIR': str(tmp_path), 'SLURM_JOB_ID': '4242',
+           'PYTHON': PY}
+    argv = ['bash', SLURM, '--dataset', 'digits', '--model', 'dfformer_s18', '--epochs', '2', '-j', '0',
+            '--img-size', '32', '-b', '8', '--max-steps-per-epoch', '3', '--log-interval', '1',
+            '--output', str(tmp_path / 'out'), '--experiment', 'job']
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(r'Train: 0 \[   1/3', line) and len(lines) and not (tmp_path / 'signalled').exists():
+            os.kill(int((tmp_path / 'task.pid').read_text()), signal.SIGUSR1)
+            (tmp_path / 'signalled').touch()
+    out = ''.join(lines)
+    assert proc.wait(timeout=600) == EXIT_PREEMPTED, out[-3000:]
+    assert 'train.py: stopped by SIGUSR1 after epoch 0 step 1' in out
+    assert (tmp_path / 'scontrol.log').read_text().split() == ['requeue', '4242']
+    result = subprocess.run(argv, env={**env, 'SLURM_RESTART_COUNT': '1'}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'from epoch 0 step 2,' in result.stderr
+    assert (tmp_path / 'scontrol.log').read_text().split() == ['requeue', '4242']  # not again
+
