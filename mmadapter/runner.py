@@ -130,7 +130,7 @@ def set_mixed_precision(cfg: Config, amp: bool):
 
 def _user_error_line(error: BaseException):
     """The one line for a user's mistake, or None for a bug (which keeps its traceback)."""
-    if isinstance(error, (ConfigError, CheckpointError)):
+    if not isinstance(error, AssertionError):
         return one_line(error)
     text = str(error)
     # an unreadable image, raised by mmcv's LoadImageFromFile (also from a loader worker, which
@@ -141,6 +141,7 @@ def _user_error_line(error: BaseException):
     return None
 
 
-def user_errors_as_one_line():
-    """Run a tool's main: a user's mistake ends in one line on stderr and exit code 2."""
-    return errors_as_one_line((ConfigError, CheckpointError, AssertionError), _user_error_line)
+def user_errors_as_one_line(*more):
+    """Run a tool's main: a user's mistake ends in one line on stderr and exit code 2 (an error of
+    `more`, e.g. engine.resume.Preempted, in one line and its own exit code)."""
+    return errors_as_one_line((ConfigError, CheckpointError, AssertionError) + more, _user_error_line)

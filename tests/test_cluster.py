@@ -201,3 +201,32 @@ def test_slurm_script_requeues_a_stopped_run_which_then_finishes(tmp_path):
     assert 'from epoch 0 step 2,' in result.stderr
     assert (tmp_path / 'scontrol.log').read_text().split() == ['requeue', '4242']  # not again
 
+
+def test_segmentation_sigterm_then_resume_does_each_iteration_once(tmp_path):
+    """tools/mm/train.py (iteration-based Semantic FPN, cut to 6 iterations, a checkpoint every
+    4): SIGTERM saves the iteration in progress, the pointer names it, --resume (no path) goes on."""
+    import json
+
+    from mm_data import make_ade
+    make_ade(str(tmp_path / 'data/ade/ADEChallengeData2016'))
+    work = tmp_path / 'work'
+    cut = ['train_cfg.max_iters=6', 'train_cfg.val_interval=6', 'default_hooks.checkpoint.interval=4',
+           'train_dataloader.batch_size=1', 'default_hooks.logger.interval=1', 'model.backbone.init_cfg=None']
+    cmd = [PY, os.path.join(ROOT, 'segmentation/tools/train.py'),
+           os.path.join(ROOT, 'segmentation/configs/fpn/dfformer_s18_fpn.py'), '--work-dir', str(work),
+           '--cfg-options', *cut]
+    code, out = _run(cmd, stop_at=r'Iter\(train\) \[1/6\]', cwd=tmp_path)
+    assert code == EXIT_PREEMPTED, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    stopped = re.match(r'stopped by SIGTERM after iteration (\d+): checkpoint (\S+);', last)
+    assert stopped and 'Traceback' not in out, last
+    assert int(stopped[1]) < 4 and stopped[2] == str(work / f'iter_{stopped[1]}.pth')
+    assert (work / 'last_checkpoint').read_text() == stopped[2]
+    code, out = _run(cmd + ['--resume'], cwd=tmp_path)
+    assert code == 0, out[-3000:]
+    assert f'resumed epoch: 0, iter: {stopped[1]}' in out
+    logged = [json.loads(line)['iter'] for run in sorted(work.glob('*/vis_data/scalars.json'))
+              for line in run.read_text().splitlines() if '"loss"' in line]
+    assert logged == [1, 2, 3, 4, 5, 6]
+    assert not list(work.glob('*.tmp')) and (work / 'last_checkpoint').read_text() == str(work / 'iter_6.pth')
+

@@ -3,9 +3,14 @@
 
     python segmentation/tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp]
         [--seed S] [--deterministic] [--cfg-options k=v ...] [--launcher pytorch]
+
+On SIGTERM / SIGUSR1 the iteration in progress finishes, its checkpoint is written and the tool
+exits with code 75; the same command with --resume (no path) continues at the next iteration.
 """
 import argparse
 
+from engine.resume import Preempted, stop_on_signals
+from mmadapter.preempt import use_preemption
 from mmadapter.runner import StrictRunner, add_common_args, load_config, set_mixed_precision, user_errors_as_one_line
 
 
@@ -31,11 +36,13 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     if args.seed is not None or args.deterministic:
         cfg.randomness = dict(seed=args.seed, deterministic=args.deterministic)
+    use_preemption(cfg)
     runner = StrictRunner.from_cfg(cfg)
-    runner.train()
+    with stop_on_signals():  # before the loader workers start: they inherit it
+        runner.train()
     return runner
 
 
 if __name__ == '__main__':
-    with user_errors_as_one_line():
+    with user_errors_as_one_line(Preempted):
         main()
