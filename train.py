@@ -339,7 +339,7 @@ def train(args, argv):
 
     # data first: its errors are the commonest and its class count sets the model's
     dataset_train = build_dataset(args.dataset, args.data_dir, args.train_split, is_training=True,
-                                  class_map=args.class_map)
+                                  class_map=args.class_map, batch_size=args.batch_size, seed=args.seed)
     dataset_eval = build_dataset(args.dataset, args.data_dir, args.val_split, is_training=False,
                                  class_map=args.class_map)
     check_same_classes(dataset_train, dataset_eval, args.class_map)

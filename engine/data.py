@@ -109,15 +109,85 @@ def check_class_folders(split_dir: str):
             raise DataError(f'class folder {folder} has no images: add images or remove the folder')
 
 
-def build_dataset(name: str, root: Optional[str], split: str, is_training: bool, class_map: str = ''):
-    """A dataset for timm's create_loader: 'digits', an ImageNet-style folder ('' / 'folder')
-    or any timm dataset name (torch/..., hfds/..., wds/...)."""
+def shard_problem(path: str, size: Optional[int]) -> str:
+    """'' if the shard `path` exists with the byte size of its index entry, else what is wrong."""
+    if not os.path.isfile(path):
+        return 'missing shard; make the shards again (tools/make_shards.py) or copy it'
+    if size is not None and os.path.getsize(path) != size:
+        return (f'truncated or altered shard ({os.path.getsize(path)} bytes, the index says {size}); '
+                'copy it again or make the shards again (tools/make_shards.py)')
+    return ''
+
+
+def _fatal_shard_errors():
+    """timm's wds reader logs and skips an unreadable shard or a sample without a label (a
+    silently smaller data set): make them errors naming the shard. Its module-level error handler
+    and decoder are what its pipeline uses, so those two are wrapped."""
+    from timm.data.readers import reader_wds
+    if getattr(reader_wds._decode, 'names_shard', False):
+        return
+    decode = reader_wds._decode
+
+    def raise_error(exn):
+        if isinstance(exn, DataError):
+            raise exn
+        url = next((a for a in getattr(exn, 'args', ()) if isinstance(a, str) and '.tar' in a), 'a shard')
+        raise DataError(f'{url}: unreadable shard ({type(exn).__name__}: {exn.args[0] if exn.args else exn}); '
+                        'copy it again or make the shards again (tools/make_shards.py)') from None
+
+    def decode_naming_shard(sample, **kwargs):
+        try:
+            return decode(sample, **kwargs)
+        except (KeyError, ValueError, OSError) as e:
+            what = 'no class index (.cls)' if isinstance(e, KeyError) else f'an unreadable sample ({e})'
+            raise DataError(f'{sample.get("__url__", "a shard")}: sample {sample.get("__key__")} has {what}; '
+                            'make the shards again (tools/make_shards.py)') from None
+
+    decode_naming_shard.names_shard = True
+    reader_wds._decode, reader_wds.log_and_continue = decode_naming_shard, raise_error
+
+
+def build_shards(name: str, root: Optional[str], split: str, is_training: bool, **kwargs):
+    """timm's webdataset reader over shards written by tools/make_shards.py (or any with timm's
+    _info.json): the index and every shard's presence and size are checked up front, the class
+    count comes from the index."""
+    import json
+    info_path = os.path.join(root or '', '_info.json')
+    if not root or not os.path.isfile(info_path):
+        raise DataError(f'--dataset {name}: {root or "no folder given"} has no _info.json; pass the folder written '
+                        'by tools/make_shards.py')
+    with open(info_path) as f:
+        info = json.load(f)
+    split = {'val': 'validation'}.get(split, split)
+    entry = info.get('splits', {}).get(split)
+    if entry is None:
+        raise DataError(f'{root} has no {split} split (it has: {", ".join(info.get("splits", {}))}); pass '
+                        '--train-split / --val-split / --split')
+    for i, file in enumerate(entry['filenames']):
+        sizes = entry.get('shard_bytes')
+        problem = shard_problem(os.path.join(root, file), sizes[i] if sizes else None)
+        if problem:
+            raise DataError(f'{os.path.join(root, file)}: {problem}')
+    _fatal_shard_errors()
+    dataset = create_dataset(name, root=root, split=split, is_training=is_training, **kwargs)
+    if info.get('classes'):
+        dataset.num_classes = len(info['classes'])
+    return dataset
+
+
+def build_dataset(name: str, root: Optional[str], split: str, is_training: bool, class_map: str = '',
+                  batch_size: int = 1, seed: int = 42):
+    """A dataset for timm's create_loader: 'digits', an ImageNet-style folder ('' / 'folder'),
+    webdataset shards ('wds/NAME', see build_shards) or any timm dataset name (torch/..., hfds/...)."""
     if name == 'digits':
         return DigitsDataset(split)
     if name in ('', 'folder', 'imagefolder'):
         split_dir = find_split_dir(root, split)
         check_class_folders(split_dir)
         return CheckedImageDataset(split_dir, class_map=class_map)
+    if name.lower().startswith('wds/'):
+        return build_shards(name, root, split, is_training, class_map=class_map or None, batch_size=batch_size,
+                            seed=seed)
     return create_dataset(name, root=root, split=split, is_training=is_training, class_map=class_map)
 
 
