@@ -55,8 +55,8 @@ class StopOnSignalHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if not stop_requested(torch.device(get_device()), is_distributed()):
             return
-        saver = next(h for h in runner.hooks if isinstance(h, AtomicCheckpointHook))
-        path = saver.save_iteration(runner)
+        saver = next((h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)), None)
+        path = saver.save_iteration(runner) if saver else 'none (the config has no CheckpointHook)'
         barrier()  # rank 0's file is complete before any rank exits (torchrun then stops the others)
         raise Preempted(f'stopped by {signal_name()} after iteration {runner.iter + 1}: checkpoint {path}; continue '
                         'with the same command and --resume (no path: the work dir\'s last checkpoint)')
