@@ -293,7 +293,7 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
         losses.update(loss.item(), input.size(0))
         batch_time.update(time.time() - end)
         last = step + 1 == num_batches
-        if last or step % args.log_interval == 0:
+        if last or step % args.log_interval == 0 or step == start_step:  # (a resumed epoch: its first step too)
             lr = sum(g['lr'] for g in optimizer.param_groups) / len(optimizer.param_groups)
             eta = batch_time.avg * (num_batches - step - 1)
             if utils.is_primary(args):

@@ -228,8 +228,7 @@ class ResumableSampler(torch.utils.data.Sampler):
     multiple of the world size the same way). `set_epoch(epoch, start)` skips the first `start`
     entries of the epoch's order: the samples the ranks had consumed when the run stopped (with
     drop_last batches these are exactly the first steps * batch size * world size), so a resumed
-    run sees the epoch's remaining samples in the same order without loading the others, also
-    with another world size."""
+    run sees the epoch's remaining samples in the same order without loading the others."""
 
     def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
         self.num_samples, self.num_replicas, self.rank, self.seed = num_samples, num_replicas, rank, seed
