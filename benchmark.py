@@ -4,12 +4,14 @@
     python benchmark.py --models dfformer_s18 cdfformer_s18 --baseline convformer_s18
     python benchmark.py --sweep --img-size 224 384 512 768 1024 --csv docs/sweep.csv --plot-dir docs
     python benchmark.py --targets   # the measures of the performance targets, as ratios to convformer_s18
+    python benchmark.py --targets --precisions bf16-autocast   # one precision's table
 
---targets measures dfformer_s18 and cdfformer_s18 against convformer_s18: throughput of inference
-(batch 8 at 224, batch 1 at 1024) and of a training step (batch 4 at 224, batch 1 at 1024), and at
-224 (batch 2), 512 and 1024 (batch 1) the bytes of activations one training forward saves for
-backward and the peak memory of forward + backward, each as a ratio to the baseline. The goals
-for those ratios are stated in README.md and kept in tests/test_analysis.py, not here.
+--targets measures dfformer_s18 and cdfformer_s18 against convformer_s18 in every precision users
+run (TARGET_MEASURES): float32, bf16 and fp16 autocast, and the whole model cast to bf16 / fp16;
+throughput of inference and of a training step, the bytes of activations one training forward
+saves for backward and the peak memory of forward + backward, each as a ratio to the baseline in
+the same precision. The goals for those ratios are stated in README.md and kept in
+tests/test_analysis.py, not here.
 
 Each (model, size) is timed for inference (eval, no grad) and a training step (forward,
 backward, SGD step). Models are measured round-robin, `--repeats` times, and the median
@@ -60,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--amp', default='', choices=['', 'float16', 'bfloat16'], help='autocast dtype')
+    p.add_argument('--precisions', nargs='+', default=None, choices=list(PRECISIONS),
+                   help='--targets: the precisions to measure (default: all on CUDA; those without float16 on CPU)')
     p.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     p.add_argument('--csv', default='', help='write the results to this CSV file')
     p.add_argument('--plot-dir', default='', help='write throughput and memory plots (PNG) here')
@@ -73,6 +77,9 @@ def parse_args(argv=None):
     if args.targets:
         args.models = args.models or ['dfformer_s18', 'cdfformer_s18']
         args.repeats = args.repeats or 7
+        # (float16 on a CPU runs, but without native kernels: minutes a step, so only on request)
+        args.precisions = args.precisions or [
+            p for p in PRECISIONS if args.device == 'cuda' or torch.float16 not in PRECISIONS[p]]
     for name, single, sweep in (('batch_size', 8, 1), ('train_batch_size', 4, 1), ('repeats', 5, 2), ('iters', 2, 1)):
         if getattr(args, name) is None:
             setattr(args, name, sweep if args.sweep else single)
@@ -107,25 +114,37 @@ def _proc_status(key: str) -> int:
     raise KeyError(key)
 
 
+# Precision -> (autocast dtype, dtype the whole model and its input are cast to).
+PRECISIONS = {
+    'float32': (None, torch.float32),
+    'bf16-autocast': (torch.bfloat16, torch.float32),
+    'fp16-autocast': (torch.float16, torch.float32),
+    'bf16': (None, torch.bfloat16),
+    'fp16': (None, torch.float16),
+}
+_AMP_PRECISION = {'': 'float32', 'bfloat16': 'bf16-autocast', 'float16': 'fp16-autocast'}
+
+
 class Runner:
     """One (model, size, mode) measurement: builds inputs, times steps, tracks peak memory."""
 
-    def __init__(self, args, name: str, img_size: int, train: bool):
+    def __init__(self, args, name: str, img_size: int, train: bool, precision: str = ''):
         self.args, self.name, self.img_size, self.train = args, name, img_size, train
         self.device = torch.device(args.device)
         self.batch = args.train_batch_size if train else args.batch_size
-        model = timm.create_model(name).to(self.device)
+        self.autocast_dtype, dtype = PRECISIONS[precision or _AMP_PRECISION[args.amp]]
+        model = timm.create_model(name).to(self.device, dtype)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train(train)
         self.model = torch.compile(model) if args.compile else model
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-4) if train else None
-        self.input = torch.randn(self.batch, 3, img_size, img_size, device=self.device)
+        self.input = torch.randn(self.batch, 3, img_size, img_size, device=self.device, dtype=dtype)
         self.times: List[float] = []
         self.peak_bytes = 0
 
     def _autocast(self):
-        dtype = dict(float16=torch.float16, bfloat16=torch.bfloat16).get(self.args.amp)
+        dtype = self.autocast_dtype
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def step(self):
@@ -180,59 +199,77 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-# The measures of --targets: (mode, image size, batch) of throughput; (image size, batch) of memory.
-TARGET_SPEED = [('infer', 224, 8), ('train', 224, 4), ('infer', 1024, 1), ('train', 1024, 1)]
-TARGET_MEMORY = [(224, 2), (512, 1), (1024, 1)]
+# The measures of --targets per precision: (measure, image size, batch); 'memory' is the activations
+# saved for backward and the peak memory of a training step.
+_MEMORY = [('memory', 224, 2), ('memory', 512, 1), ('memory', 1024, 1)]
+TARGET_MEASURES = {
+    'float32': [('infer', 224, 8), ('train', 224, 4), ('infer', 1024, 1), ('train', 1024, 1)] + _MEMORY,
+    'bf16-autocast': [('infer', 224, 16), ('infer', 512, 2), ('train', 224, 8), ('train', 512, 1)] + _MEMORY,
+    'fp16-autocast': [('infer', 224, 16), ('train', 224, 8)],
+    'bf16': [('infer', 224, 16)],
+    'fp16': [('infer', 224, 16)],
+}
+
+
+def _measure_speed(args, precision: str, mode: str, size: int, batch: int) -> List[Dict]:
+    train = mode == 'train'
+    setattr(args, 'train_batch_size' if train else 'batch_size', batch)
+    runners = [Runner(args, name, size, train, precision) for name in args.models]
+    for runner in runners:
+        runner.step()
+        runner.step()
+    for _ in range(args.repeats):
+        for runner in runners:
+            runner.measure(1)
+    return [dict(precision=precision, metric=f'{mode} img/s', img_size=size, batch_size=batch, model=r.name,
+                 value=1.0 / statistics.median(r.times)) for r in runners]
+
+
+def _measure_memory(args, precision: str, size: int, batch: int) -> List[Dict]:
+    args.train_batch_size = batch
+    rows = []
+    for name in args.models:
+        runner = Runner(args, name, size, True, precision)
+        runner.step()
+        runner.peak_bytes = 0
+        for _ in range(2):
+            runner.measure(1)
+        with runner._autocast():
+            saved = saved_activation_bytes(runner.model, runner.input)
+        for metric, value in (('saved activations MB', saved), ('train peak MB', runner.peak_bytes)):
+            rows.append(dict(precision=precision, metric=metric, img_size=size, batch_size=batch, model=name,
+                             value=value / 2 ** 20))
+        del runner
+        gc.collect()
+    return rows
 
 
 def run_targets(args) -> List[Dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    for mode, size, batch in TARGET_SPEED:
-        train = mode == 'train'
-        if train:
-            args.train_batch_size = batch
-        else:
-            args.batch_size = batch
-        runners = [Runner(args, name, size, train) for name in args.models]
-        for runner in runners:
-            runner.step()
-            runner.step()
-        for _ in range(args.repeats):
-            for runner in runners:
-                runner.measure(1)
-        for runner in runners:
-            rows.append(dict(metric=f'{mode} img/s', img_size=size, batch_size=batch, model=runner.name,
-                             value=1.0 / statistics.median(runner.times)))
-        del runners
-        gc.collect()
-    for size, batch in TARGET_MEMORY:
-        args.train_batch_size = batch
-        for name in args.models:
-            runner = Runner(args, name, size, train=True)
-            runner.step()
-            runner.peak_bytes = 0
-            for _ in range(2):
-                runner.measure(1)
-            saved = saved_activation_bytes(runner.model, runner.input)
-            rows.append(dict(metric='saved activations MB', img_size=size, batch_size=batch, model=name,
-                             value=saved / 2 ** 20))
-            rows.append(dict(metric='train peak MB', img_size=size, batch_size=batch, model=name,
-                             value=runner.peak_bytes / 2 ** 20))
-            del runner
+    for precision in args.precisions:
+        for mode, size, batch in TARGET_MEASURES[precision]:
+            if mode == 'memory':
+                rows += _measure_memory(args, precision, size, batch)
+            else:
+                rows += _measure_speed(args, precision, mode, size, batch)
             gc.collect()
-    base = {(r['metric'], r['img_size']): r['value'] for r in rows if r['model'] == args.baseline}
+    base = {(r['precision'], r['metric'], r['img_size']): r['value'] for r in rows if r['model'] == args.baseline}
     for r in rows:
-        r['ratio'] = r['value'] / base[(r['metric'], r['img_size'])]
+        r['ratio'] = r['value'] / base[(r['precision'], r['metric'], r['img_size'])]
     return rows
 
 
-def print_targets(rows: List[Dict], baseline: str, file=sys.stdout):
-    print(f'{"metric":<22} {"size":>5} {"batch":>5} {"model":<16} {"value":>9} {"/" + baseline:>16}', file=file)
-    for r in rows:
-        print(f'{r["metric"]:<22} {r["img_size"]:>5} {r["batch_size"]:>5} {r["model"]:<16} {r["value"]:>9.2f} '
-              f'{r["ratio"]:>16.3f}', file=file)
+def print_targets(rows: List[Dict], baseline: str, file=None):
+    file = file or sys.stdout
+    for precision in dict.fromkeys(r['precision'] for r in rows):
+        print(f'\n## {precision}', file=file)
+        print(f'{"metric":<22} {"size":>5} {"batch":>5} {"model":<16} {"value":>9} {"/" + baseline:>16}', file=file)
+        for r in rows:
+            if r['precision'] == precision:
+                print(f'{r["metric"]:<22} {r["img_size"]:>5} {r["batch_size"]:>5} {r["model"]:<16} '
+                      f'{r["value"]:>9.2f} {r["ratio"]:>16.3f}', file=file)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -357,10 +394,21 @@ def cpu_name() -> str:
         return 'unknown CPU'
 
 
+def cpu_half_isa() -> str:
+    """The CPU's half-precision instructions (AMX tiles, AVX-512 BF16 / FP16) from /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next(line.split(':', 1)[1].split() for line in f if line.startswith('flags'))
+    except (OSError, StopIteration):
+        return 'half-precision ISA unknown'
+    found = [f for f in ('amx_bf16', 'amx_fp16', 'avx512_bf16', 'avx512_fp16') if f in flags]
+    return ' '.join(found) if found else 'no AMX / AVX-512 BF16 / FP16'
+
+
 def machine_description(args) -> str:
     if args.device == 'cuda':
         return f'{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}'
-    return (f'{cpu_name()}, {torch.get_num_threads()} threads, ATen CPU capability '
+    return (f'{cpu_name()} ({cpu_half_isa()}), {torch.get_num_threads()} threads, ATen CPU capability '
             f'{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}')
 
 
@@ -371,22 +419,18 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     machine = machine_description(args)
     if args.targets:
-        print(f'# {machine}; {"amp " + args.amp if args.amp else "float32"}, eager; median of {args.repeats} '
-              f'interleaved rounds')
-        rows = run_targets(args)
-        print_targets(rows, args.baseline)
-        if args.csv:
-            write_csv(rows, args.csv)
-            print(f'wrote {args.csv}')
-        return rows
-    print(f'# {machine}; batch {args.batch_size} (infer) / {args.train_batch_size} (train); '
-          f'{"amp " + args.amp if args.amp else "float32"}{", compiled" if args.compile else ""}')
-    results = run(args)
-    print_table(results, args.baseline)
+        print(f'# {machine}; eager; median of {args.repeats} interleaved rounds')
+        results = run_targets(args)
+        print_targets(results, args.baseline)
+    else:
+        print(f'# {machine}; batch {args.batch_size} (infer) / {args.train_batch_size} (train); '
+              f'{"amp " + args.amp if args.amp else "float32"}{", compiled" if args.compile else ""}')
+        results = run(args)
+        print_table(results, args.baseline)
     if args.csv:
         write_csv(results, args.csv)
         print(f'wrote {args.csv}')
-    if args.plot_dir:
+    if args.plot_dir and not args.targets:
         for path in plot(results, args.plot_dir, title=machine):
             print(f'wrote {path}')
     return results

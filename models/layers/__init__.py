@@ -3,7 +3,7 @@ Function and its filters, channels-last pointwise layers, StarReLU, and the toke
 from .dft import DFT_MATMUL_MAX_PIXELS, FFT2, MatmulDFT2, dft_for, dft_matrices, spectral_transform
 from .mixers import AFNO, DynamicFilter, GlobalFilter, SepConv
 from .pointwise import ChannelMlp, pointwise, pointwise_to_channels_first
-from .spectral_mix import (
+from .spectral import (
     filter_shape,
     global_filters,
     mix_filter_bases,

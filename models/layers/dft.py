@@ -14,12 +14,18 @@ import torch
 from timm.layers import is_exportable
 from torch import Tensor
 
-__all__ = ['DFT_MATMUL_MAX_PIXELS', 'FFT2', 'MatmulDFT2', 'dft_for', 'dft_matrices', 'spectral_transform']
+__all__ = [
+    'DFT_MATMUL_MAX_PIXELS', 'DFT_MATMUL_MAX_PIXELS_HALF', 'FFT2', 'MatmulDFT2', 'dft_for', 'dft_matrices',
+    'spectral_transform',
+]
 
-# Maps of at most this many pixels (7x7 at 224 px, 8x8 at 256) are transformed by matrix
-# multiplication: the real DFT matrices are small and one GEMM beats the FFT's passes. At 14x14
-# the FFT is faster again (measured on CPU with both; docs/performance.md).
+# Maps of at most this many pixels are transformed by matrix multiplication: the real DFT
+# matrices are small and one GEMM beats the FFT's passes. In float32 up to 7x7 (8x8 at 256 px): at
+# 14x14 the FFT is faster again. In half precision up to 14x14: the GEMM runs on the half-precision
+# units (AMX, tensor cores) and spares the FFT's casts to float32 and back (measured on CPU with
+# both; docs/performance.md).
 DFT_MATMUL_MAX_PIXELS = 64
+DFT_MATMUL_MAX_PIXELS_HALF = 196
 
 _forced_kind: Optional[str] = None
 _MATRIX_CACHE: Dict[Tuple[int, int, torch.dtype, torch.device], Tuple[Tensor, Tensor]] = {}
@@ -71,62 +77,73 @@ def dft_matrices(height: int, width: int, dtype: torch.dtype = torch.float64,
 
 
 class FFT2:
-    """The transform by torch.fft (rfft2 / irfft2 over the two innermost dims, orthonormal)."""
+    """The transform by torch.fft (rfft2 / irfft2 over the two innermost dims, orthonormal), in
+    `dtype`, float32 or float64: inputs of other dtypes are cast (CPU FFTs have no half
+    precision, cuFFT's only for power-of-2 sizes, and half-precision FFTs lose accuracy as the
+    map grows)."""
 
-    def __init__(self):  # (TorchScript compiles a class only with one)
-        pass
+    def __init__(self, dtype: torch.dtype = torch.float32):
+        self.dtype = dtype
 
     def forward(self, y: Tensor) -> Tensor:
         """(B, C, H, W) -> spectrum as real (B, C, K2)."""
-        return torch.view_as_real(torch.fft.rfft2(y, norm='ortho')).flatten(2)
+        return torch.view_as_real(torch.fft.rfft2(y.to(self.dtype), norm='ortho')).flatten(2)
 
     def inverse(self, spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
         """Spectrum as real (B, C, K2) -> (B, C, H, W)."""
         B, C = spectrum.shape[:2]
-        spectrum = torch.view_as_complex(spectrum.view(B, C, size[0], size[1] // 2 + 1, 2))
+        spectrum = torch.view_as_complex(spectrum.to(self.dtype).view(B, C, size[0], size[1] // 2 + 1, 2))
         return torch.fft.irfft2(spectrum, s=size, norm='ortho')
 
     def forward_adjoint(self, grad: Tensor, size: Tuple[int, int]) -> Tensor:
-        """Adjoint of `forward`: (B, C, K2) -> (B, C, H, W); overwrites `grad`."""
+        """Adjoint of `forward`: (B, C, K2) -> (B, C, H, W); may overwrite `grad`."""
         B, C = grad.shape[:2]
-        grad = torch.view_as_complex(grad.view(B, C, size[0], size[1] // 2 + 1, 2))
-        grad = grad.div_(column_weights(size[1], grad.real.dtype, grad.device))
+        grad = torch.view_as_complex(grad.to(self.dtype).view(B, C, size[0], size[1] // 2 + 1, 2))
+        grad = grad.div_(column_weights(size[1], self.dtype, grad.device))
         return torch.fft.irfft2(grad, s=size, norm='ortho')
 
     def inverse_adjoint(self, grad: Tensor) -> Tensor:
         """Adjoint of `inverse`: (B, C, H, W) -> (B, C, K2)."""
-        spectrum = torch.fft.rfft2(grad, norm='ortho').mul_(column_weights(grad.shape[-1], grad.dtype, grad.device))
+        spectrum = torch.fft.rfft2(grad.to(self.dtype), norm='ortho')
+        spectrum = spectrum.mul_(column_weights(grad.shape[-1], self.dtype, grad.device))
         return torch.view_as_real(spectrum).flatten(2)
 
 
 class MatmulDFT2:
-    """The transform as products with the real matrices of `dft_matrices` (forward, inverse_t)."""
+    """The transform as products with the real matrices of `dft_matrices` (forward, inverse_t), in
+    their dtype: in bfloat16 / float16 a GEMM with float32 accumulation, like a linear layer
+    under autocast."""
 
     def __init__(self, forward_matrix: Tensor, inverse_t: Tensor):
         self.forward_matrix, self.inverse_t = forward_matrix, inverse_t
+        self.dtype = forward_matrix.dtype
 
     def forward(self, y: Tensor) -> Tensor:
-        return torch.matmul(y.flatten(2), self.forward_matrix)
+        return torch.matmul(y.to(self.dtype).flatten(2), self.forward_matrix)
 
     def inverse(self, spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
-        return torch.matmul(spectrum, self.inverse_t.t()).unflatten(2, size)
+        return torch.matmul(spectrum.to(self.dtype), self.inverse_t.t()).unflatten(2, size)
 
     def forward_adjoint(self, grad: Tensor, size: Tuple[int, int]) -> Tensor:
-        return torch.matmul(grad, self.forward_matrix.t()).unflatten(2, size)
+        return torch.matmul(grad.to(self.dtype), self.forward_matrix.t()).unflatten(2, size)
 
     def inverse_adjoint(self, grad: Tensor) -> Tensor:
-        return torch.matmul(grad.flatten(2), self.inverse_t)
+        return torch.matmul(grad.to(self.dtype).flatten(2), self.inverse_t)
 
 
 @torch.jit.unused
 def dft_for(size: Tuple[int, int], dtype: torch.dtype, device: torch.device) -> Union[FFT2, MatmulDFT2]:
-    """The transform for (H, W) maps: forced by `spectral_transform` or timm's exportable
-    config, else by map size (DFT_MATMUL_MAX_PIXELS)."""
+    """The transform for (H, W) maps of `dtype`: forced by `spectral_transform` or timm's
+    exportable config, else by map size (DFT_MATMUL_MAX_PIXELS). DFT matrices compute in `dtype`
+    (half precision included: its error on small maps is that of a linear layer), the FFT in
+    float64 for float64 maps, else float32."""
     kind = _forced_kind or ('matmul' if is_exportable() else None)
     if kind is None:
-        kind = 'matmul' if size[0] * size[1] <= DFT_MATMUL_MAX_PIXELS else 'fft'
+        half = dtype in (torch.bfloat16, torch.float16)
+        max_pixels = DFT_MATMUL_MAX_PIXELS_HALF if half else DFT_MATMUL_MAX_PIXELS
+        kind = 'matmul' if size[0] * size[1] <= max_pixels else 'fft'
     if kind == 'fft':
-        return FFT2()
+        return FFT2(torch.float64 if dtype == torch.float64 else torch.float32)
     if torch.compiler.is_compiling():  # traced (torch.compile, torch.export): built from the sizes, by ops
         return MatmulDFT2(*dft_matrices(size[0], size[1], dtype, device))
     key = (size[0], size[1], dtype, device)

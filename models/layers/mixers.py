@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .dft import FFT2, dft_for
 from .pointwise import pointwise, pointwise_to_channels_first
-from .spectral_mix import filter_shape, global_filters, mix_filter_bases, spectral_mix, to_spectral_dtype
+from .spectral import filter_shape, global_filters, mix_filter_bases, spectral_mix, to_spectral_dtype
 from .star_relu import StarReLU
 
 __all__ = ['AFNO', 'DynamicFilter', 'GlobalFilter', 'SepConv']
@@ -159,7 +159,7 @@ class AFNO(nn.Module):
         y = to_spectral_dtype(self.act1(self.pwconv1(x))).permute(0, 3, 1, 2)  # (B, C, H, W)
         size = (y.shape[2], y.shape[3])
         if torch.jit.is_scripting():  # (TorchScript reads no Python-side choice: the FFT)
-            fft = FFT2()
+            fft = FFT2(y.dtype)
             out = fft.inverse(self._spectral_mlp(fft.forward(y)), size)
         else:
             dft = dft_for(size, y.dtype, y.device)

@@ -39,9 +39,13 @@ class StarReLU(metaformer.StarReLU):
     backward and writing one buffer; with `inplace`, without autograd, it writes into its input."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.jit.is_scripting() or x.dtype != self.scale.dtype:  # (autocast: timm's promotion)
+        if torch.jit.is_scripting():
             return self.scale * F.relu(x) ** 2 + self.bias
+        # Under autocast x is half precision and the parameters float32: compute in x's dtype, as
+        # the linear layer before did (timm's promotes to a float32 output, which the next layer
+        # casts back: two more passes over the largest activations).
+        scale, bias = self.scale.to(x.dtype), self.bias.to(x.dtype)
         if self.inplace and not torch.is_grad_enabled():
             x = x.relu_()
-            return x.mul_(x).mul_(self.scale).add_(self.bias)
-        return _StarReLUFunction.apply(x, self.scale, self.bias)
+            return x.mul_(x).mul_(scale).add_(bias)
+        return _StarReLUFunction.apply(x, scale, bias)

@@ -121,20 +121,23 @@ def _conj_(a: Tensor) -> Tensor:
 
 
 def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, dft: Union[FFT2, MatmulDFT2]) -> Tensor:
-    """irDFT2(proj_weight x (rDFT2(y) * filters)): (B, M, H, W) -> (B, C, H, W).
+    """irDFT2(proj_weight x (rDFT2(y) * filters)): (B, M, H, W) -> (B, C, H, W), in the transform's dtype.
 
-    The projection (C, M) is real-linear and so commutes with the inverse transform: applying
-    it to the half spectrum first inverse-transforms C instead of M channels.
+    The product with the filters runs in their dtype (float32 or float64), the projection in
+    proj_weight's (half precision: a GEMM like any linear layer under autocast). The projection
+    (C, M) is real-linear and so commutes with the inverse transform: applying it to the half
+    spectrum first inverse-transforms C instead of M channels.
     """
-    # (in place on the fresh spectrum when autograd does not record it)
-    spectrum = _complex_mul(dft.forward(y), filters, inplace=not torch.is_grad_enabled())
-    spectrum = torch.bmm(proj_weight.expand(y.shape[0], -1, -1), spectrum)
+    # (in place: the transform's output is a fresh buffer, and autograd records none of this)
+    spectrum = _complex_mul(dft.forward(y).to(filters.dtype), filters, inplace=True)
+    spectrum = torch.bmm(proj_weight.expand(y.shape[0], -1, -1), spectrum.to(proj_weight.dtype))
     return dft.inverse(spectrum, (y.shape[2], y.shape[3]))
 
 
 class _SpectralMix(torch.autograd.Function):
-    """`_mix` saving only its real input, the routing weights and the (small) parameters: the
-    spectrum, the per-image filters and the filtered spectrum are recomputed in backward."""
+    """`_mix` saving only its real input (in its own dtype), the routing weights and the (small)
+    parameters: the spectrum, the per-image filters and the filtered spectrum are recomputed in
+    backward, whose transforms and products run in the dtypes of the forward."""
 
     @staticmethod
     def forward(ctx, y, routing, planes, proj_weight, dft):
@@ -150,13 +153,14 @@ class _SpectralMix(torch.autograd.Function):
         grad_y = grad_routing = grad_planes = grad_proj = None
         with torch.autocast(y.device.type, enabled=False):  # (a backward called inside autocast)
             filters = _filter_planes(routing, planes)
-            spectrum = dft.forward(y)
-            grad_projected = dft.inverse_adjoint(grad)  # (B, C, K2)
+            spectrum = dft.forward(y).to(planes.dtype)
+            grad_projected = dft.inverse_adjoint(grad).to(proj_weight.dtype)  # (B, C, K2)
             if ctx.needs_input_grad[3]:
-                filtered = _complex_mul(spectrum, filters)
-                grad_proj = torch.bmm(grad_projected, filtered.transpose(1, 2)).sum(0)
+                filtered = _complex_mul(spectrum, filters).to(proj_weight.dtype)
+                grad_proj = torch.bmm(grad_projected, filtered.transpose(1, 2)).sum(0, dtype=planes.dtype)
                 del filtered
-            grad_filtered = torch.bmm(proj_weight.t().expand(B, -1, -1), grad_projected)  # (B, M, K2)
+            # (B, M, K2), a fresh buffer
+            grad_filtered = torch.bmm(proj_weight.t().expand(B, -1, -1), grad_projected).to(planes.dtype)
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
                 # grad_filtered * conj(spectrum), in the spectrum's buffer (not needed after)
                 grad_filters = _complex_mul(_conj_(spectrum), grad_filtered, inplace=True)
@@ -171,32 +175,43 @@ class _SpectralMix(torch.autograd.Function):
                 # (the global filters may share memory with the parameter: conjugate a copy)
                 conj_filters = _conj_(filters if routing is not None else filters.clone())
                 grad_filtered = _complex_mul(grad_filtered, conj_filters, inplace=True)
-                grad_y = dft.forward_adjoint(grad_filtered, (H, W))
+                grad_y = dft.forward_adjoint(grad_filtered, (H, W)).to(y.dtype)
+        # (autograd casts each gradient to its input's dtype)
         return grad_y, grad_routing, grad_planes, grad_proj, None
+
+
+def _low_precision(y: Tensor) -> Optional[torch.dtype]:
+    """bfloat16 / float16 when y comes from a half-precision model or runs under autocast, else None."""
+    if y.dtype in (torch.bfloat16, torch.float16):
+        return y.dtype if not _autocast_enabled(y) else torch.get_autocast_dtype(y.device.type)
+    if y.dtype == torch.float32 and _autocast_enabled(y):
+        return torch.get_autocast_dtype(y.device.type)
+    return None
 
 
 @torch.jit.unused
 def _spectral_mix_eager(y: Tensor, routing: Optional[Tensor], bases: Tensor, proj_weight: Tensor,
                         out_dtype: torch.dtype) -> Tensor:
     H, W = y.shape[2:]
-    size = filter_shape((H, W))
-    if _autocast_enabled(y):
-        # The original's order under autocast: transforms and filters in float32, the projection
-        # in autocast precision after the inverse transform.
-        filters = global_filters(bases, size) if routing is None else mix_filter_bases(routing, bases, size)
-        dft = dft_for((H, W), torch.float32, y.device)
-        spectrum = _complex_mul(dft.forward(y.float()), torch.view_as_real(filters).flatten(-3))
-        return F.linear(dft.inverse(spectrum, (H, W)).permute(0, 2, 3, 1), proj_weight)
-    planes = _basis_planes(bases, size)
-    y, proj_weight = y.to(planes.dtype), proj_weight.to(planes.dtype)
+    planes = _basis_planes(bases, filter_shape((H, W)))
+    low = _low_precision(y)
+    if low is None:
+        y = y.to(planes.dtype)
+    elif _autocast_enabled(y):
+        out_dtype = low  # (like the projection's nn.Linear under autocast)
+    # Half precision: the projection and the DFT matrices of small maps in it, like the linear
+    # layers; the FFT, the filters and the products with them in float32 (error measured
+    # against ConvFormer's in tests/test_precision.py).
+    proj_weight = proj_weight.to(low or planes.dtype)
     if routing is not None:
         routing = routing.to(planes.dtype)
-    dft = dft_for((H, W), y.dtype, y.device)
+    dft = dft_for((H, W), low or planes.dtype, y.device)
     inputs = (y, planes, proj_weight) + ((routing,) if routing is not None else ())
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        out = _SpectralMix.apply(y, routing, planes, proj_weight, dft)
-    else:
-        out = _mix(y, _filter_planes(routing, planes), proj_weight, dft)
+    with torch.autocast(y.device.type, enabled=False):  # (the dtypes above are the choice)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            out = _SpectralMix.apply(y, routing, planes, proj_weight, dft)
+        else:
+            out = _mix(y, _filter_planes(routing, planes), proj_weight, dft)
     return out.permute(0, 2, 3, 1).to(out_dtype)
 
 
