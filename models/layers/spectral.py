@@ -222,7 +222,8 @@ def spectral_mix(
     """The spectral token mixing followed by the projection (see the module's docstring).
 
     y: (B, M, H, W) channels-first; routing (B, N, M) or None; bases (h0, w0, N or M, 2);
-    proj_weight (C, M). Returns (B, H, W, C) channels-last in `out_dtype`.
+    proj_weight (C, M). Returns (B, H, W, C) channels-last in `out_dtype` (under autocast in the
+    autocast dtype, as the original's nn.Linear projection).
     """
     if not torch.jit.is_scripting():
         return _spectral_mix_eager(y, routing, bases, proj_weight, out_dtype)
