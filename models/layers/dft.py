@@ -148,6 +148,8 @@ def dft_for(size: Tuple[int, int], dtype: torch.dtype, device: torch.device) -> 
         return MatmulDFT2(*dft_matrices(size[0], size[1], dtype, device))
     key = (size[0], size[1], dtype, device)
     if key not in _MATRIX_CACHE:
-        # Built in float64 on the CPU, then cast: exact to the last bit of the dtype.
-        _MATRIX_CACHE[key] = tuple(m.to(device, dtype) for m in dft_matrices(*size))
+        # Built in float64 on the CPU, then cast: exact to the last bit of the dtype. Never as
+        # inference tensors (a first call under inference_mode): autograd may save them later.
+        with torch.inference_mode(False):
+            _MATRIX_CACHE[key] = tuple(m.to(device, dtype) for m in dft_matrices(*size))
     return MatmulDFT2(*_MATRIX_CACHE[key])
