@@ -162,23 +162,28 @@ class MatmulDFT2:
 
 class SeparableDFT2:
     """The transform as products with the 1D matrices of `separable_dft_matrices` (rows,
-    columns, columns_inverse), in their dtype: along H (a product from the left), then along W."""
+    columns, columns_inverse), in their dtype. The products along H run on channels-last data
+    (B, H, W * C), the maps' layout in the network: one GEMM per image, with no copy of the input
+    before it, and maps returned in channels-last memory."""
 
     def __init__(self, rows: Tensor, columns: Tensor, columns_inverse: Tensor):
         self.rows, self.columns, self.columns_inverse = rows, columns, columns_inverse
         self.dtype = rows.dtype
 
-    def _along_h_then_w(self, y: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+    def _along_h_then_w(self, y: Tensor, columns: Tensor) -> Tensor:
         B, C, H, W = y.shape
-        return torch.matmul(torch.matmul(rows, y.to(self.dtype)).view(B, C, H, 2 * W), columns).flatten(2)
+        along_h = torch.matmul(self.rows, y.to(self.dtype).permute(0, 2, 3, 1).reshape(B, H, W * C))
+        along_h = along_h.view(B, H, 2 * W, C).permute(0, 3, 1, 2).reshape(B * C * H, 2 * W)  # [real W, imag W]
+        return torch.mm(along_h, columns).view(B, C, -1)
 
     def _along_w_then_h(self, spectrum: Tensor, size: Tuple[int, int], columns: Tensor) -> Tensor:
-        B, C = spectrum.shape[:2]
-        along_w = torch.matmul(spectrum.to(self.dtype).view(B, C, size[0], -1), columns)
-        return torch.matmul(self.rows.t(), along_w.view(B, C, 2 * size[0], size[1]))
+        (B, C), (H, W) = spectrum.shape[:2], size
+        along_w = torch.matmul(spectrum.to(self.dtype).view(B, C, H, -1), columns)  # (B, C, H, [real W, imag W])
+        along_w = along_w.view(B, C, 2 * H, W).permute(0, 2, 3, 1).reshape(B, 2 * H, W * C)
+        return torch.matmul(self.rows.t(), along_w).view(B, H, W, C).permute(0, 3, 1, 2)
 
     def forward(self, y: Tensor) -> Tensor:
-        return self._along_h_then_w(y, self.rows, self.columns)
+        return self._along_h_then_w(y, self.columns)
 
     def inverse(self, spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
         return self._along_w_then_h(spectrum, size, self.columns_inverse)
@@ -187,7 +192,7 @@ class SeparableDFT2:
         return self._along_w_then_h(grad, size, self.columns.t())
 
     def inverse_adjoint(self, grad: Tensor) -> Tensor:
-        return self._along_h_then_w(grad, self.rows, self.columns_inverse.t())
+        return self._along_h_then_w(grad, self.columns_inverse.t())
 
 
 Transform = Union[FFT2, MatmulDFT2, SeparableDFT2]
