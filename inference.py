@@ -22,6 +22,10 @@ complete or not at all, and printed after a `--result` line unless --no-console-
     json: {"<filename>": {"label": ..., "prob": ...}, ...}
 Filenames are paths relative to the DATA folder, or as listed in the DATA file (--fullname:
 absolute paths).
+
+An image that cannot be read does not stop the run: the others are predicted and their results
+written as above, each unreadable file is named on one line of stderr
+('inference.py: error: <path>: unreadable image (...)'), and the exit code is then 2.
 """
 import argparse
 import csv
@@ -141,8 +145,18 @@ def list_images(data: str, fullname: bool = False):
     return list(zip(paths, names))
 
 
+class UnreadableImages(DataError):
+    """Images that could not be read, one line each (engine.cli.errors_as_one_line prints every
+    line of `lines`); the others were predicted and their results written."""
+
+    def __init__(self, lines):
+        self.lines = lines
+        super().__init__('; '.join(lines))
+
+
 class ImageList(torch.utils.data.Dataset):
-    """Images by path, as RGB tensors; an unreadable file stops with its path."""
+    """Images by path: (index, RGB tensor, '') or, for an unreadable file, (index, None, why), so
+    that one bad file does not stop the others (see collate_readable)."""
 
     def __init__(self, paths, transform):
         self.paths = paths
@@ -158,8 +172,16 @@ class ImageList(torch.utils.data.Dataset):
                 img = img.convert('RGB')
         except (OSError, ValueError) as e:
             reason = str(e).split(' <')[0]  # PIL appends the file object's repr
-            raise DataError(f'{path}: unreadable image ({reason}); remove or replace the file') from None
-        return self.transform(img)
+            return index, None, f'{path}: unreadable image ({reason}); remove or replace the file'
+        return index, self.transform(img), ''
+
+
+def collate_readable(items):
+    """A batch of ImageList items: (images (N, C, H, W) or None, their indices, problems of the
+    unreadable ones)."""
+    good = [(i, x) for i, x, _ in items if x is not None]
+    images = torch.stack([x for _, x in good]) if good else None
+    return images, [i for i, _ in good], [why for _, x, why in items if x is None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,15 +294,19 @@ def main(argv=None):
     dataset = ImageList([p for p, _ in images], create_transform(**data_config, is_training=False))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-        pin_memory=args.pin_mem and device.type == 'cuda')
+        pin_memory=args.pin_mem and device.type == 'cuda', collate_fn=collate_readable)
     amp_autocast, _ = amp_autocast_for(args, device)
     _logger.info(f'{args.model}: {len(images)} images, {num_classes} classes, top-{min(args.topk, num_classes)}')
 
     top_k = min(args.topk, num_classes)
-    all_values, all_indices = [], []
+    all_values, all_indices, readable, unreadable = [], [], [], []
     batch_time, end = utils.AverageMeter(), time.time()
     with torch.inference_mode():
-        for batch_idx, input in enumerate(loader):
+        for batch_idx, (input, indices, problems) in enumerate(loader):
+            unreadable += problems
+            if input is None:
+                continue
+            readable += indices
             input = input.to(device)
             if args.channels_last:
                 input = input.contiguous(memory_format=torch.channels_last)
@@ -296,12 +322,14 @@ def main(argv=None):
             end = time.time()
             if batch_idx % args.log_freq == 0:
                 _logger.info(f'Predict: [{batch_idx}/{len(loader)}] Time {batch_time.val:.3f} ({batch_time.avg:.3f})')
+    if not readable:
+        raise UnreadableImages(unreadable)
     values, indices = torch.cat(all_values).tolist(), torch.cat(all_indices).tolist()
 
     output_col = args.output_col or args.output_type
     squeeze = (lambda v: v[0]) if top_k == 1 else (lambda v: v)
     rows = []
-    for (_, name), vals, idxs in zip(images, values, indices):
+    for (_, name), vals, idxs in zip([images[i] for i in readable], values, indices):
         row = {args.filename_col: name}
         if args.include_index:
             row[args.index_col] = squeeze(idxs)
@@ -311,11 +339,14 @@ def main(argv=None):
             row[output_col] = squeeze(vals)
         rows.append(row)
     write_results(rows, args.results_file, args.results_format, args.filename_col, args.results_separate_col)
-    _logger.info(f'Results of {len(rows)} images written to {args.results_file}')
+    _logger.info(f'Results of {len(rows)} images written to {args.results_file}'
+                 + (f' ({len(unreadable)} unreadable, named below)' if unreadable else ''))
     if not args.no_console_results:
         print('--result')
         print(json.dumps({r[args.filename_col]: {k: v for k, v in r.items() if k != args.filename_col}
                           for r in rows}, indent=4))
+    if unreadable:
+        raise UnreadableImages(unreadable)
     return rows
 
 

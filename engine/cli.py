@@ -223,7 +223,8 @@ def errors_as_one_line(errors: Tuple[type, ...], line: Callable[[BaseException],
                        prefix: str = ''):
     """Run the block; an exception of `errors` ends in '<prefix>error: <line(e)>' on stderr and exit
     code 2 (or '<prefix><line(e)>' and the exception's own `exit_code`, e.g. engine.resume.Preempted).
-    Where `line` gives None the exception is a bug and keeps its traceback."""
+    An exception with `lines` (several problems, e.g. inference.py's unreadable images) gets one
+    such line for each. Where `line` gives None the exception is a bug and keeps its traceback."""
     try:
         yield
     except errors as e:
@@ -232,7 +233,8 @@ def errors_as_one_line(errors: Tuple[type, ...], line: Callable[[BaseException],
             raise
         code = getattr(e, 'exit_code', 2)
         sys.stdout.flush()
-        print(f'{prefix}{"error: " if code == 2 else ""}{text}', file=sys.stderr, flush=True)
+        for each in getattr(e, 'lines', None) or [text]:
+            print(f'{prefix}{"error: " if code == 2 else ""}{each}', file=sys.stderr, flush=True)
         sys.exit(code)
 
 

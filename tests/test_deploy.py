@@ -237,17 +237,38 @@ def test_inference_bad_input_one_line(s18_digits, tmp_path, capsys):
 
 
 def test_inference_unreadable_image_command_line(s18_digits, tmp_path):
-    """The real command line, the image read in a DataLoader worker: one line, exit 2, no results."""
-    _, ckpt, images, _ = s18_digits
+    """The real command line, images read in a DataLoader worker: the readable images are
+    predicted and their results written, each unreadable one is named on one line of stderr
+    (and nowhere else), exit code 2, no traceback."""
+    _, ckpt, images, expected_probs = s18_digits
     folder = tmp_path / 'images'
     shutil.copytree(images, folder)
     (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
-    r = run_script('inference.py', folder, '--checkpoint', ckpt, '-j', '1', '--results-dir', tmp_path / 'res')
+    (folder / 'sub' / 'empty.png').write_bytes(b'')
+    r = run_script('inference.py', folder, '--checkpoint', ckpt, '-j', '1', '-b', '2', '--results-dir',
+                   tmp_path / 'res', '--results-format', 'json', '--no-console-results')
     assert r.returncode == 2, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith('inference.py: error: ') and 'broken.jpg: unreadable image' in last
     assert 'Traceback' not in r.stderr
-    assert not (tmp_path / 'res').exists() or not os.listdir(tmp_path / 'res')
+    errors = [line for line in r.stderr.splitlines() if 'error' in line.lower()]
+    assert [e.split(': unreadable image')[0] for e in errors] == [
+        f'inference.py: error: {folder / "broken.jpg"}', f'inference.py: error: {folder / "sub" / "empty.png"}']
+    assert all(e.endswith('; remove or replace the file') for e in errors), errors
+    assert r.stderr.strip().splitlines()[-2:] == errors
+    results = json.loads((tmp_path / 'res' / 'dfformer_s18-32.json').read_text())
+    assert sorted(results) == sorted(IMAGES)
+    for name in IMAGES:
+        assert results[name]['prob'] == pytest.approx(expected_probs[name].max().item(), abs=1e-5)
+
+
+def test_inference_no_readable_image(s18_digits, tmp_path, capsys):
+    """Not one image readable: its one line, and no results file."""
+    _, ckpt, _, _ = s18_digits
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'images' / 'broken.png').write_bytes(b'not a png')
+    err = run_cli_error(inference.main, [str(tmp_path / 'images'), '--checkpoint', str(ckpt), '-j', '0',
+                                         '--results-dir', str(tmp_path / 'res')], capsys)
+    assert f'error: {tmp_path / "images" / "broken.png"}: unreadable image (cannot identify' in err
+    assert not (tmp_path / 'res').exists()
 
 
 # ----------------------------------------------------------------------------------------------
