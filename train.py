@@ -6,11 +6,14 @@
         --weight-decay 0.05 --aa rand-m9-mstd0.5-inc1 --smoothing 0.1 --mixup 0.8 --cutmix 1.0 \
         --reprob 0.25 --warmup-lr 1e-6 --warmup-epochs 20 --experiment DFFormer --task-name dfformer_s18
     python train.py --dataset digits --model dfformer_s18 --img-size 64 ...   # built-in data, CPU
+    python train.py /my/folder --model dfformer_s18 --pretrained-path dfformer_s18.pth --img-size 384 ...
+                                                            # fine-tune the released weights
 
 A thin driver over timm's data pipeline, mixup, losses, optimizers, schedulers, EMA, checkpoint
 saver and distributed helpers. Defaults not set by the command above are those of the authors'
 script (timm 0.5.4: min-lr 1e-5, 10 cooldown epochs, random train interpolation, EMA decay 0.9998).
 Outputs go to <output>/<experiment>/: args.yaml, summary.csv, last/model_best/top-N checkpoints.
+The log's first lines say the epochs (incl. cooldown), optimizer, lr, batch, input size and weights.
 
 On SIGTERM or SIGUSR1 every rank finishes its step, rank 0 writes a step-exact checkpoint and the
 run exits with code 75 (engine.resume.EXIT_PREEMPTED); `--resume auto --experiment NAME` continues
@@ -22,6 +25,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import timm
 import torch
@@ -63,7 +67,7 @@ from engine.resume import (
 )
 from engine.runtime import amp_autocast_for, model_img_size, setup_device
 from engine.saver import AtomicCheckpointSaver, plain_args, summary_rows_before
-from engine.weights import check_checkpoint_file
+from engine.weights import check_checkpoint_file, classifier_rows, pretrained_file_weights
 from engine.weights import create_model as create_timm_model
 from models import CheckpointError, load_checkpoint
 from models.checkpoint import checkpoint_state_dict, first_line, has_ema
@@ -81,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     add_runtime_args(p, batch_size=128)
     g = p.add_argument_group('training model')
-    g.add_argument('--initial-checkpoint', default='', help='initialise the model weights from this file')
+    g.add_argument('--initial-checkpoint', default='', metavar='FILE',
+                   help='initialise the model from this file as it is (its class count; filters resized to the '
+                   'input size), e.g. a run of yours; to fine-tune on another class count: --pretrained-path')
+    g.add_argument('--pretrained-path', default='', metavar='FILE',
+                   help='load this file as the pretrained weights, adapted as timm adapts released ones: the '
+                   'classifier re-initialised for another class count, filters resized for another input size '
+                   '(e.g. the released dfformer_s18.pth; a train.py checkpoint gives its EMA weights if it has them)')
     g.add_argument('--resume', default='', help='resume model, optimizer, scaler, EMA, epoch and step from this '
                    "checkpoint; 'auto': the run folder's newest complete checkpoint, or a fresh start if none")
     g.add_argument('--no-resume-opt', action='store_true')
@@ -146,9 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--model-ema-decay', type=float, default=0.9998)
     g = p.add_argument_group('run')
     g.add_argument('--seed', type=int, default=42)
-    g.add_argument('--log-interval', type=int, default=50)
+    g.add_argument('--log-interval', type=int, default=50,
+                   help='log every N steps (an epoch shorter than 4 of these: each quarter epoch and every ~5 s)')
     g.add_argument('--recovery-interval', type=int, default=0)
-    g.add_argument('--checkpoint-hist', type=int, default=10)
+    g.add_argument('--checkpoint-hist', type=int, default=10,
+                   help='how many of the best epoch checkpoints to keep besides last.pth.tar (each holds the model '
+                   'and optimizer: ~340 MB for dfformer_s18 with adamw); 1 for a small run')
     g.add_argument('--output', default='./output/train')
     g.add_argument('--experiment', default='')
     g.add_argument('--task-name', default='', help='run name for loggers (wandb); default: the experiment')
@@ -207,9 +220,73 @@ def check_resume_classes(args, state_dict: dict, data_classes):
                      f'{" (the data)" if data_classes == args.num_classes else ""}: {hint}')
 
 
+def check_initial_classes(args, state_dict: dict):
+    """--initial-checkpoint loads as it is: its classifier has this run's class count."""
+    n = classifier_rows(args.model, state_dict)
+    if n is not None and n != args.num_classes:
+        path = args.initial_checkpoint
+        raise UsageError(f'--initial-checkpoint {path} has {n} classes, this run {args.num_classes}: to fine-tune on '
+                         f'another class count, use --pretrained-path {path}')
+
+
+def starting_weights(args, file_classes) -> str:
+    """Where the model's weights come from (the run's first log lines)."""
+    if args.resume:
+        return f'{args.resume} (--resume)'
+    if args.initial_checkpoint:
+        return f'{args.initial_checkpoint} (--initial-checkpoint)'
+    if args.pretrained_path:
+        source = f'{args.pretrained_path} (--pretrained-path)'
+    elif args.pretrained:
+        source, file_classes = 'the released weights (--pretrained)', timm.models.get_pretrained_cfg_value(
+            args.model, 'num_classes')
+    else:
+        return 'random init (no --pretrained-path / --pretrained)'
+    if file_classes != args.num_classes:
+        source += (f' with its {file_classes}-class classifier' if file_classes else ' with a classifier') + \
+            f' re-initialised for {args.num_classes} classes'
+    return source
+
+
+def scheduled_epochs(args) -> int:
+    """The epoch count timm's scheduler makes of the options (--epochs plus, for the cosine / tanh /
+    poly schedules, --cooldown-epochs, and --warmup-epochs with --warmup-prefix): known before the
+    model and its optimizer exist, for the run's first log line."""
+    probe = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=args.lr)
+    with warnings.catch_warnings():  # (the run's own scheduler warns, if there is anything to say)
+        warnings.simplefilter('ignore')
+        return create_scheduler_v2(probe, **scheduler_kwargs(args), updates_per_epoch=1)[1]
+
+
+def _count(n: int, noun: str) -> str:
+    return f'{n} {noun}' + ('' if n == 1 else 'es' if noun.endswith('s') else 's')
+
+
+def log_plan(args, file_classes):
+    """The run's first log lines: what it will do, in the values the options resolved to (the
+    defaults are the authors', e.g. 10 cooldown epochs and SGD at lr 0.05: a fine-tuner sets them)."""
+    epochs = scheduled_epochs(args)
+    added = [f'--cooldown-epochs {args.cooldown_epochs}'] if args.cooldown_epochs else []
+    if args.warmup_prefix and args.warmup_epochs:
+        added.append(f'--warmup-epochs {args.warmup_epochs} (--warmup-prefix)')
+    plus = f' plus {" and ".join(added)}' if added else ''
+    if epochs == args.epochs:
+        counted = ''
+    elif epochs == args.epochs + args.cooldown_epochs + args.warmup_prefix * args.warmup_epochs:
+        counted = f' (--epochs {args.epochs}{plus})'
+    else:  # (a cyclic schedule)
+        counted = f' (--epochs {args.epochs} in --lr-cycle-limit {args.lr_cycle_limit} cycles{plus})'
+    warmup = f', {_count(args.warmup_epochs, "warmup epoch")} from {args.warmup_lr:g}' if args.warmup_epochs else ''
+    size = to_2tuple(model_img_size(args))
+    _logger.info(f'Plan: {args.model} for {_count(epochs, "epoch")}{counted}, optimizer {args.opt}, lr {args.lr:g} '
+                 f'({args.sched} schedule{warmup}, min {args.min_lr:g}), weight decay {args.weight_decay:g}')
+    _logger.info(f'Batch {args.batch_size} per process x {_count(args.world_size, "process")}, {size[0]}x{size[1]} '
+                 f'px, {args.num_classes} classes; weights: {starting_weights(args, file_classes)}')
+
+
 def create_model(args, num_classes: int) -> nn.Module:
     model = create_timm_model(
-        args, '--initial-checkpoint', num_classes=num_classes, drop_rate=args.drop,
+        args, '--pretrained-path', num_classes=num_classes, drop_rate=args.drop,
         drop_path_rate=args.drop_path or 0., img_size=model_img_size(args))
     if args.initial_checkpoint:
         load_checkpoint(model, args.initial_checkpoint)
@@ -240,6 +317,16 @@ def stop_run(args, checkpoint: str, epoch: int, step: int, argv):
                     f'{resume_command(argv, os.path.basename(os.path.dirname(path)))}')
 
 
+# In an epoch shorter than 4 --log-interval's (a small data set, e.g. the digits demo), a line at
+# least this often (and each quarter epoch): --log-interval alone would log its first step only.
+SHORT_EPOCH_LOG_SECONDS = 5.
+
+
+def epoch_log_interval(num_batches: int, log_interval: int) -> int:
+    """--log-interval, or a quarter of an epoch shorter than 4 of them (at least 4 lines an epoch)."""
+    return max(1, min(log_interval, math.ceil(num_batches / 4)))
+
+
 def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_scheduler, saver, amp_autocast,
                     loss_scaler, model_ema, mixup_fn, num_batches, sampler=None, start_step=0, rank_state=None,
                     argv=()):
@@ -263,7 +350,8 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
         set_rng_state(rank_state['rng'])
         losses.sum, losses.count = rank_state['loss']
         losses.avg = losses.sum / max(1, losses.count)
-    end = time.time()
+    interval = epoch_log_interval(num_batches, args.log_interval)
+    end = logged = time.time()
     for step, (input, target) in zip(range(start_step, num_batches), batches):
         data_time.update(time.time() - end)
         if not args.prefetcher:
@@ -293,7 +381,9 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
         losses.update(loss.item(), input.size(0))
         batch_time.update(time.time() - end)
         last = step + 1 == num_batches
-        if last or step % args.log_interval == 0 or step == start_step:  # (a resumed epoch: its first step too)
+        if last or step % interval == 0 or step == start_step or (  # (a resumed epoch: its first step too)
+                interval < args.log_interval and time.time() - logged >= SHORT_EPOCH_LOG_SECONDS):
+            logged = time.time()
             lr = sum(g['lr'] for g in optimizer.param_groups) / len(optimizer.param_groups)
             eta = batch_time.avg * (num_batches - step - 1)
             if utils.is_primary(args):
@@ -332,8 +422,10 @@ def main(argv=None):
 def train(args, argv):
     # the checkpoint files are read before any work: an unreadable or foreign one stops here
     resume_state = check_resume(args) if args.resume else None
-    if args.initial_checkpoint:
-        check_checkpoint_file('--initial-checkpoint', args.initial_checkpoint, args.model)
+    initial_state = checkpoint_state_dict(check_checkpoint_file(
+        '--initial-checkpoint', args.initial_checkpoint, args.model), args.initial_checkpoint) \
+        if args.initial_checkpoint else None
+    file_classes = classifier_rows(args.model, pretrained_file_weights(args)) if args.pretrained_path else None
     device = setup_device(args)
     utils.random_seed(args.seed, args.rank)
 
@@ -348,6 +440,11 @@ def train(args, argv):
     if resume_state is not None:
         check_resume_classes(args, resume_state, data_classes)
         del resume_state
+    if initial_state is not None:
+        check_initial_classes(args, initial_state)
+        del initial_state
+    if utils.is_primary(args):
+        log_plan(args, file_classes)
     model = create_model(args, args.num_classes)
     if utils.is_primary(args):
         _logger.info(f'Model {args.model} created, param count: {sum(p.numel() for p in model.parameters())}')
@@ -480,6 +577,7 @@ def train(args, argv):
             sampler_train.set_epoch(epoch, start=step * args.batch_size * args.world_size)
         elif hasattr(dataset_train, 'set_epoch'):  # (webdataset shards: their shuffle follows the epoch)
             dataset_train.set_epoch(epoch)
+        lrs = [g['lr'] for g in optimizer.param_groups]  # the rate this epoch trains at (its first step's)
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn, args, device, lr_scheduler, saver,
             amp_autocast, loss_scaler, model_ema, mixup_fn, updates_per_epoch, sampler=sampler_train,
@@ -491,7 +589,6 @@ def train(args, argv):
         if lr_scheduler is not None:
             lr_scheduler.step(epoch + 1, eval_metrics[eval_metric])
         if output_dir is not None:
-            lrs = [g['lr'] for g in optimizer.param_groups]
             # summary first: a run killed before the checkpoint below repeats this epoch, and the
             # resume drops this row again (_summary_rows_before)
             utils.update_summary(

@@ -138,7 +138,8 @@ def check_model_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     the parser has is in range."""
     if not timm.is_model(args.model):
         parser.error(f'unknown model {args.model!r}; DFFormer models: {", ".join(sorted(models.MODEL_ARCHS))}')
-    if getattr(args, 'pretrained', False) and not timm.models.is_model_pretrained(args.model):
+    if getattr(args, 'pretrained', False) and not getattr(args, 'pretrained_path', '') and \
+            not timm.models.is_model_pretrained(args.model):
         released = sorted(m for m in models.MODEL_ARCHS if timm.models.is_model_pretrained(m))
         parser.error(f'--pretrained: {args.model} has no released weights (released: {", ".join(released)}); '
                      'drop --pretrained')
@@ -158,13 +159,17 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """train.py: --resume and --initial-checkpoint exist, the output folder can be written, and a
     folder holding another run is not overwritten. `--resume auto` becomes the run folder's newest
     complete checkpoint, or '' (a fresh start) when it has none: a requeued job runs the same
-    command every time."""
+    command every time. --pretrained-path exists, and is not given with --initial-checkpoint."""
     auto = args.resume == 'auto'
     if auto and not args.experiment:
         parser.error('--resume auto needs --experiment NAME: the run folder (<output>/NAME) it continues, '
                      'the same on every start')
     check_input_file(parser, '--resume', '' if auto else args.resume, example='last.pth.tar')
     check_input_file(parser, '--initial-checkpoint', args.initial_checkpoint, example='model_best.pth.tar')
+    check_input_file(parser, '--pretrained-path', args.pretrained_path)
+    if args.pretrained_path and args.initial_checkpoint:
+        parser.error('give the starting weights once: --pretrained-path FILE (adapted to this run: classifier, '
+                     'input size) or --initial-checkpoint FILE (loaded as it is)')
     run_dir = os.path.join(args.output, args.experiment) if args.experiment else args.output
     for path in (args.output, run_dir):
         if os.path.exists(path) and not os.path.isdir(path):

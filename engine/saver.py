@@ -1,7 +1,9 @@
 """Checkpoints and run records that a killed run never leaves half-written."""
 import csv
+import logging
 import os
 import shutil
+from contextlib import contextmanager
 
 import torch
 from timm import utils
@@ -22,6 +24,26 @@ def summary_rows_before(path: str, epoch: int):
             writer.writerows(r for r in rows if int(r['epoch']) < epoch)
 
 
+class _InfoAsDebug(logging.Filter):
+    """Passes a logger's INFO records on as DEBUG (shown only where DEBUG is enabled)."""
+
+    def filter(self, record):
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, 'DEBUG'
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+@contextmanager
+def _info_as_debug(logger: logging.Logger):
+    demote = _InfoAsDebug()
+    logger.addFilter(demote)
+    try:
+        yield
+    finally:
+        logger.removeFilter(demote)
+
+
 def plain_args(args) -> dict:
     """The parsed options as plain types (checkpoints then load with weights_only=True)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
@@ -38,6 +60,12 @@ class AtomicCheckpointSaver(utils.CheckpointSaver):
 
     def _replace(self, src, dst):
         os.replace(src, dst)
+
+    def _track_checkpoint(self, *args, **kwargs):
+        # timm logs its whole checkpoint list at INFO after each epoch (up to --checkpoint-hist
+        # lines, each time): DEBUG here, so the training log shows the training
+        with _info_as_debug(logging.getLogger(utils.CheckpointSaver.__module__)):
+            super()._track_checkpoint(*args, **kwargs)
 
     def _duplicate(self, src, dst):
         with atomic_path(dst) as tmp:

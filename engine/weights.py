@@ -1,18 +1,20 @@
 """Where a script's model weights come from: the --checkpoint / --use-ema options (--pretrained is
 a model option, engine.cli.add_model_args) and their check, a checkpoint read before any work with
-its class count, and the model created with released weights whose download failed as one line."""
+its class count, and the model created with released weights (whose download failed as one line)
+or with a local file standing in for them (train.py's --pretrained-path)."""
 import argparse
 import http.client
 import os
 import urllib.error
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import timm
 import torch
 import torch.nn as nn
 
 from models import CheckpointError
-from models.checkpoint import check_checkpoint, checkpoint_state_dict, first_line
+from models.checkpoint import check_checkpoint, checkpoint_state_dict, first_line, fit_problems
+from models.dfformer import checkpoint_filter_fn
 
 from .cli import UsageError, check_input_file
 
@@ -72,22 +74,73 @@ def check_checkpoint_file(flag: str, path: str, model_name: str, use_ema: bool =
     return checkpoint
 
 
+def classifier_keys(model_name: str) -> Tuple[str, str]:
+    """The state_dict keys of a model's classifier (its pretrained config's `classifier`)."""
+    classifier = timm.models.get_pretrained_cfg_value(model_name, 'classifier') or ''
+    return f'{classifier}.weight', f'{classifier}.bias'
+
+
+def classifier_rows(model_name: str, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+    """The class count of `state_dict`'s classifier for `model_name`; None without one."""
+    weight = state_dict.get(classifier_keys(model_name)[0])
+    return weight.shape[0] if weight is not None and weight.ndim == 2 else None
+
+
 def checkpoint_classes(args) -> Tuple[Optional[int], dict]:
     """(class count, saved train.py options) of --checkpoint, read and checked before any work
-    (check_checkpoint_file): the rows of its classifier (the pretrained config's `classifier`),
-    None without one."""
+    (check_checkpoint_file): the rows of its classifier, None without one."""
     checkpoint = check_checkpoint_file('--checkpoint', args.checkpoint, args.model, use_ema=args.use_ema)
     state_dict = checkpoint_state_dict(checkpoint, args.checkpoint, use_ema=args.use_ema)
-    classifier = timm.models.get_pretrained_cfg_value(args.model, 'classifier') or ''
-    weight = state_dict.get(f'{classifier}.weight')
     saved = checkpoint.get('args') if isinstance(checkpoint.get('args'), dict) else {}
-    return (weight.shape[0] if weight is not None and weight.ndim == 2 else None), saved
+    return classifier_rows(args.model, state_dict), saved
+
+
+def pretrained_file_weights(args) -> Dict[str, torch.Tensor]:
+    """The weights in --pretrained-path (memory-mapped), read and checked before any work: an
+    unreadable file or a train.py checkpoint of another model is a one-line error."""
+    checkpoint = check_checkpoint_file('--pretrained-path', args.pretrained_path, args.model)
+    return checkpoint_state_dict(checkpoint, args.pretrained_path)
+
+
+def _create_from_file(args, **kwargs) -> nn.Module:
+    """timm.create_model with --pretrained-path as the pretrained weights, loaded by timm as
+    released weights are (pretrained_cfg_overlay, as timm's train.py does): checkpoint_filter_fn
+    resizes the filters, timm adapts the stem to in_chans and re-initialises the classifier when
+    the file's class count differs from the model's. timm then loads non-strictly, and a file of
+    another model would leave layers at their random init unnoticed: every tensor but a
+    re-initialised classifier must load, or it is a one-line CheckpointError."""
+    path = args.pretrained_path
+    state_dict = pretrained_file_weights(args)
+    rows = classifier_rows(args.model, state_dict)
+    # the overlay's num_classes is the file's, so timm re-initialises the classifier only for
+    # another class count (timm's train.py passes -1: always)
+    overlay = dict(file=path, num_classes=rows or -1)
+    failed = None
+    try:
+        model = timm.create_model(args.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    except RuntimeError as e:  # torch's load_state_dict: missing keys or tensors of another shape
+        if not str(e).startswith('Error(s) in loading state_dict'):
+            raise
+        failed, model = e, timm.create_model(args.model, **kwargs)  # (only to say what does not fit)
+    if failed is None and rows == model.num_classes:
+        return model  # loaded strictly
+    skip = classifier_keys(args.model) if rows != model.num_classes else ()
+    problems = fit_problems(model.state_dict(), checkpoint_filter_fn(dict(state_dict), model), skip=skip)
+    if problems:
+        raise CheckpointError(f'--pretrained-path {path} does not fit {args.model}: {problems}; is it weights of '
+                              'another model? (the classifier and the filter size are adapted)')
+    if failed is not None:
+        raise failed
+    return model
 
 
 def create_model(args, local_flag: str = '--checkpoint', **kwargs) -> nn.Module:
-    """timm.create_model(args.model, pretrained=args.pretrained, **kwargs). Released weights that
-    cannot be downloaded are a one-line CheckpointError ending in how to load them from a file
+    """timm.create_model(args.model, pretrained=args.pretrained, **kwargs), or with the file
+    args.pretrained_path (train.py) as the pretrained weights (_create_from_file). Released weights
+    that cannot be downloaded are a one-line CheckpointError ending in how to load them from a file
     with `local_flag` instead."""
+    if getattr(args, 'pretrained_path', ''):
+        return _create_from_file(args, **kwargs)
     try:
         return timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
     except DOWNLOAD_ERRORS as e:

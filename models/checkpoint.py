@@ -15,8 +15,8 @@ from timm.models import clean_state_dict
 from .dfformer import checkpoint_filter_fn
 
 __all__ = [
-    'CheckpointError', 'check_checkpoint', 'checkpoint_state_dict', 'first_line', 'has_ema', 'load_checkpoint',
-    'load_state_dict_checked', 'read_checkpoint',
+    'CheckpointError', 'check_checkpoint', 'checkpoint_state_dict', 'first_line', 'fit_problems', 'has_ema',
+    'load_checkpoint', 'load_state_dict_checked', 'read_checkpoint',
 ]
 
 
@@ -130,18 +130,25 @@ def load_state_dict_checked(model: nn.Module, state_dict: Dict[str, torch.Tensor
                 "state would not fit); resume at the checkpoint's --img-size, or start a new run from its "
                 'weights with --initial-checkpoint')
     state_dict = checkpoint_filter_fn(state_dict, model)
-    own = model.state_dict()
+    problems = fit_problems(model.state_dict(), state_dict)
+    if problems:
+        raise CheckpointError(f'{source} does not fit {type(model).__name__}: {problems}; '
+                              'is it a checkpoint of another model, class count or input size?')
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def fit_problems(own: Dict[str, torch.Tensor], state_dict: Dict[str, torch.Tensor], skip=()) -> str:
+    """What keeps `state_dict` (already adapted by checkpoint_filter_fn) from loading strictly into
+    a model whose state_dict is `own`, e.g. '2 missing (a, b); 1 of another shape (c)'; '' if
+    nothing. Keys in `skip` (a classifier being re-initialised) are left out on both sides."""
+    own = {k: v for k, v in own.items() if k not in skip}
+    state_dict = {k: v for k, v in state_dict.items() if k not in skip}
     missing = set(own) - set(state_dict)
     unexpected = set(state_dict) - set(own)
     reshaped = {k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape}
-    if missing or unexpected or reshaped:
-        problems = [f'{len(s)} {what} ({_examples(s)})' for s, what in (
-            (missing, 'missing'), (unexpected, 'unexpected'), (reshaped, 'of another shape')) if s]
-        raise CheckpointError(
-            f'{source} does not fit {type(model).__name__}: ' + '; '.join(problems)
-            + '; is it a checkpoint of another model, class count or input size?')
-    model.load_state_dict(state_dict, strict=True)
-    return model
+    return '; '.join(f'{len(s)} {what} ({_examples(s)})' for s, what in (
+        (missing, 'missing'), (unexpected, 'unexpected'), (reshaped, 'of another shape')) if s)
 
 
 def load_checkpoint(model: nn.Module, path: str, use_ema: bool = False, resize_filters: bool = True) -> nn.Module:

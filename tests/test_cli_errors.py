@@ -73,6 +73,14 @@ CASES = [
      '--initial-checkpoint {truncated}: ' + TRUNCATED, True),
     ('initial_checkpoint_text_file', 'train', DIGITS + ['--initial-checkpoint', '{text}'],
      '--initial-checkpoint {text}: ' + NOT_A_CHECKPOINT, True),
+    ('pretrained_path_missing', 'train', DIGITS + ['--pretrained-path', '{root}/dfformer_s18.pth'],
+     '--pretrained-path {root}/dfformer_s18.pth: no such file', True),
+    ('pretrained_path_text_file', 'train', DIGITS + ['--pretrained-path', '{text}'],
+     '--pretrained-path {text}: ' + NOT_A_CHECKPOINT, True),
+    ('pretrained_path_and_initial_checkpoint', 'train', DIGITS + ['--pretrained-path', '{text}',
+                                                                  '--initial-checkpoint', '{text}'],
+     'give the starting weights once: --pretrained-path FILE (adapted to this run: classifier, input size) or '
+     '--initial-checkpoint FILE (loaded as it is)', True),
     ('validate_other_model', 'validate', DIGITS + ['--model', 'cdfformer_s18', '--checkpoint', '{last}'],
      'is a checkpoint of dfformer_s18, this run builds cdfformer_s18: pass --model dfformer_s18', True),
     ('validate_truncated', 'validate', DIGITS + ['--checkpoint', '{truncated}'],
@@ -95,7 +103,7 @@ CASES = [
         'could not download the pretrained weights of dfformer_s18 from '
         'https://github.com/okojoalg/dfformer/releases/download/weights/dfformer_s18.pth',
         '{home}/torch/hub/checkpoints/ (where --pretrained / pretrained=True finds it), or load that local file: '
-        '--initial-checkpoint dfformer_s18.pth instead of --pretrained'), False),
+        '--pretrained-path dfformer_s18.pth instead of --pretrained'), False),
     ('pretrained_without_released_weights', 'train', DIGITS + ['--model', 'gfformer_s18', '--pretrained'],
      '--pretrained: gfformer_s18 has no released weights', True),
 ]

@@ -1,7 +1,9 @@
 """train.py / validate.py / distributed_train.sh end to end on tiny data, on CPU."""
 import csv
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,3 +193,107 @@ def test_non_finite_loss_stops_without_checkpoint(tmp_path):
                            '--experiment', 'nan', '-j', '0', '--img-size', '32', '-b', '8',
                            '--max-steps-per-epoch', '20'])
     assert not list((tmp_path / 'nan').glob('*.pth.tar'))
+
+
+@pytest.fixture(scope='module')
+def released_like(tmp_path_factory):
+    """A file as the authors release weights: a plain state_dict of a 1000-class dfformer_s18 built
+    for 224x224 px (random weights)."""
+    path = tmp_path_factory.mktemp('released') / 'dfformer_s18.pth'
+    torch.manual_seed(1)
+    torch.save(__import__('timm').create_model('dfformer_s18').state_dict(), path)
+    return path
+
+
+def _stderr_lines(result):
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_fine_tune_released_weights_on_own_folder(image_folder, released_like, tmp_path):
+    """--pretrained-path fine-tunes released weights on a 3-class folder at 32 px: the classifier is
+    re-initialised, the filters resized, every other tensor loaded, and the log's first lines say
+    the plan; --initial-checkpoint with that file is one line pointing at --pretrained-path."""
+    common = [PY, os.path.join(ROOT, 'train.py'), str(image_folder), '--model', 'dfformer_s18', '--img-size', '32',
+              '-b', '8', '-j', '0', '--epochs', '1', '--cooldown-epochs', '0', '--output', str(tmp_path)]
+    runs = [subprocess.Popen(common + argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for argv in (['--pretrained-path', str(released_like), '--experiment', 'ft'],
+                         ['--initial-checkpoint', str(released_like), '--experiment', 'as_is'])]
+    outputs = [p.communicate(timeout=600) for p in runs]
+    fine_tune, as_is = [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(runs, outputs)]
+
+    assert fine_tune.returncode == 0, fine_tune.stderr[-3000:]
+    lines = _stderr_lines(fine_tune)
+    assert lines[:2] == [
+        'Plan: dfformer_s18 for 1 epoch, optimizer sgd, lr 0.05 (cosine schedule, 3 warmup epochs from 0.0001, '
+        'min 1e-05), weight decay 2e-05',
+        f'Batch 8 per process x 1 process, 32x32 px, 3 classes; weights: {released_like} (--pretrained-path) with its '
+        '1000-class classifier re-initialised for 3 classes'], lines[:3]
+    [row] = _summary(tmp_path / 'ft' / 'summary.csv')
+    assert np.isfinite(float(row['train_loss']))
+    trained = torch.load(tmp_path / 'ft' / 'last.pth.tar', weights_only=True)['state_dict']
+    released = torch.load(released_like, weights_only=True)
+    assert trained['head.fc2.weight'].shape[0] == 3
+    # filters resized from 224 px (56x29 at stage 0) to 32 px (8x5)
+    filters = 'stages.0.0.token_mixer.complex_weights'
+    assert released[filters].shape[:2] == (56, 29) and trained[filters].shape[:2] == (8, 5)
+    # the rest loaded: after 1 epoch (2 steps at the warmup lr 1e-4) still next to the file's weights
+    for key in ('downsample_layers.0.conv.weight', 'stages.3.2.mlp.fc2.weight', 'head.fc1.weight'):
+        assert torch.allclose(trained[key], released[key], atol=1e-3), key
+
+    assert as_is.returncode == 2, as_is.stderr[-3000:]
+    assert 'Traceback' not in as_is.stderr
+    assert _stderr_lines(as_is) == [
+        f'train.py: error: --initial-checkpoint {released_like} has 1000 classes, this run 3: to fine-tune on another '
+        f'class count, use --pretrained-path {released_like}']
+
+
+def test_pretrained_path_without_released_weights_and_of_another_model(released_like, tmp_path):
+    """--pretrained-path loads into a model with no released weights (gfformer_s18, here with
+    --pretrained too, as timm's train.py takes it); weights of another model are a one-line error,
+    also where timm loads non-strictly (another class count) and would leave layers at their init."""
+    from engine.weights import create_model
+    path = tmp_path / 'gfformer_s18.pth'
+    torch.save(__import__('timm').create_model('gfformer_s18', img_size=64).state_dict(), path)
+    args = train_script.parse_args(['--dataset', 'digits', '--model', 'gfformer_s18', '--pretrained',
+                                    '--pretrained-path', str(path), '--output', str(tmp_path)])
+    model = create_model(args, num_classes=3, img_size=32)
+    stem = 'downsample_layers.0.conv.weight'
+    assert torch.equal(model.state_dict()[stem], torch.load(path, weights_only=True)[stem])
+    args.model, args.pretrained_path = 'cdfformer_s18', str(released_like)
+    for num_classes in (3, 1000):  # its classifier re-initialised (a non-strict load) / kept (a strict one)
+        with pytest.raises(CheckpointError, match=r'^--pretrained-path \S+ does not fit cdfformer_s18: 6 missing '
+                           r'\(stages.0.0.token_mixer.dwconv.weight, .*\); 30 unexpected'):
+            create_model(args, num_classes=num_classes, img_size=32)
+
+
+def test_plan_states_the_authors_defaults(caplog):
+    """The first lines of a run with the defaults say the 10 cooldown epochs, SGD and lr 0.05."""
+    args = train_script.parse_args(['--dataset', 'digits', '--epochs', '1', '--pretrained'])
+    args.world_size, args.num_classes = 2, 10
+    with caplog.at_level('INFO', logger='train'):
+        train_script.log_plan(args, None)
+    assert caplog.messages == [
+        'Plan: dfformer_s18 for 11 epochs (--epochs 1 plus --cooldown-epochs 10), optimizer sgd, lr 0.05 (cosine '
+        'schedule, 3 warmup epochs from 0.0001, min 1e-05), weight decay 2e-05',
+        'Batch 128 per process x 2 processes, 224x224 px, 10 classes; weights: the released weights (--pretrained) '
+        'with its 1000-class classifier re-initialised for 10 classes']
+
+
+def test_short_epochs_log_often_and_summary_lr_is_the_epochs(tmp_path):
+    """An epoch shorter than 4 --log-interval's logs at least each quarter; the checkpoint list is
+    not logged; summary.csv's lr is the rate each epoch trained at (epoch 0: the warmup lr)."""
+    result = subprocess.run(
+        [PY, os.path.join(ROOT, 'train.py'), '--dataset', 'digits', '--model', 'dfformer_s18', '--img-size', '16',
+         '-b', '8', '-vb', '400', '-j', '0', '--max-steps-per-epoch', '4', '--epochs', '2', '--cooldown-epochs', '0',
+         '--opt', 'adamw', '--lr', '1e-3', '--warmup-epochs', '1', '--warmup-lr', '1e-4', '--checkpoint-hist', '1',
+         '--output', str(tmp_path), '--experiment', 'run'], env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = [int(m.group(1)) for m in re.finditer(r'^Train: 0 \[\s*(\d+)/4 ', result.stderr, re.MULTILINE)]
+    assert logged == [0, 1, 2, 3], result.stderr[-3000:]  # each quarter: the default --log-interval is 50
+    assert 'Current checkpoints' not in result.stderr
+    # cosine from 1e-3 to 1e-5 over 2 epochs, the 1st a warmup at 1e-4: epoch 1 is halfway down
+    expected = [1e-4, 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 1 / 2))]
+    assert [float(r['lr']) for r in _summary(tmp_path / 'run' / 'summary.csv')] == pytest.approx(expected)
+    kept = sorted(p.name for p in (tmp_path / 'run').glob('*.pth.tar'))  # --checkpoint-hist 1: the best epoch's
+    assert kept[0] in ('checkpoint-0.pth.tar', 'checkpoint-1.pth.tar') and kept[1:] == [
+        'last.pth.tar', 'model_best.pth.tar'], kept
