@@ -35,6 +35,7 @@ import timm
 import torch
 
 import models  # registers the DFFormer family
+from engine.cli import ArgumentParser, check_numbers
 
 _logger = logging.getLogger('benchmark')
 
@@ -43,7 +44,7 @@ BASELINES = ['convformer_s18', 'caformer_s18']
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=None,
                    help='models to measure (default: dfformer_s18 cdfformer_s18; with --sweep the S18 family)')
     p.add_argument('--baseline', default='convformer_s18', help='ratios are against this model')
@@ -68,6 +69,7 @@ def parse_args(argv=None):
     p.add_argument('--csv', default='', help='write the results to this CSV file')
     p.add_argument('--plot-dir', default='', help='write throughput and memory plots (PNG) here')
     args = p.parse_args(argv)
+    check_numbers(p, args)
     if args.sweep:
         args.models = args.models or S18_MODELS
         args.img_size = args.img_size or [224, 384, 512, 768, 1024]

@@ -45,6 +45,7 @@ from engine.cli import (
     add_model_args,
     add_runtime_args,
     check_data_args,
+    check_device,
     check_model_args,
     check_results_file,
     run_cli,
@@ -253,20 +254,14 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_weights_args(parser, args, required=True)
-    if args.topk < 1:
-        parser.error(f'--topk {args.topk}: must be a whole number >= 1')
     if args.exclude_output and args.label_type == 'none' and not args.include_index:
         parser.error('--exclude-output with --label-type none and no --include-index leaves nothing to write')
-    check_model_args(parser, args)
+    check_model_args(parser, args)  # model name, sizes and every number option
     check_data_args(parser, args)
     # (the default name gets the input size once the model is built)
     check_results_file(parser, results_path(args, default_img_size(args.model)))
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as e:
-        raise UsageError(f'--device {args.device}: {e}') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UsageError(f'--device {args.device}: CUDA is not available here; pass --device cpu')
+    check_device(parser, args)
+    device = torch.device(args.device)
 
     images = list_images(args.data_dir, fullname=args.fullname)
     class_names = read_class_map(args.class_map) if args.class_map else None

@@ -39,6 +39,7 @@ from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
 from engine.cli import (
+    INTERPOLATIONS,
     USER_ERRORS,
     ArgumentParser,
     UsageError,
@@ -46,8 +47,10 @@ from engine.cli import (
     add_model_args,
     add_runtime_args,
     check_data_args,
+    check_device,
     check_model_args,
     check_train_args,
+    check_train_options,
     resolve_num_classes,
     run_cli,
 )
@@ -105,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--momentum', type=float, default=0.9)
     g.add_argument('--weight-decay', type=float, default=2e-5)
     g.add_argument('--clip-grad', type=float, default=None)
-    g.add_argument('--clip-mode', default='norm')
+    g.add_argument('--clip-mode', default='norm', choices=['norm', 'value', 'agc'])
     g.add_argument('--layer-decay', type=float, default=None)
     g = p.add_argument_group('schedule')
-    g.add_argument('--sched', default='cosine')
+    g.add_argument('--sched', default='cosine', choices=['cosine', 'tanh', 'step', 'multistep', 'plateau', 'poly',
+                                                         'constant', 'wsd', 'rsqrt'])
     g.add_argument('--sched-on-updates', action='store_true')
     g.add_argument('--lr', type=float, default=0.05)
     g.add_argument('--lr-noise', type=float, nargs='+', default=None)
@@ -130,24 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--decay-rate', '--dr', type=float, default=0.1)
     g = p.add_argument_group('augmentation and regularisation')
     g.add_argument('--no-aug', action='store_true')
-    g.add_argument('--scale', type=float, nargs='+', default=[0.08, 1.0])
-    g.add_argument('--ratio', type=float, nargs='+', default=[3. / 4., 4. / 3.])
+    g.add_argument('--scale', type=float, nargs=2, default=[0.08, 1.0], metavar=('MIN', 'MAX'))
+    g.add_argument('--ratio', type=float, nargs=2, default=[3. / 4., 4. / 3.], metavar=('MIN', 'MAX'))
     g.add_argument('--hflip', type=float, default=0.5)
     g.add_argument('--vflip', type=float, default=0.)
     g.add_argument('--color-jitter', type=float, default=0.4)
     g.add_argument('--aa', default=None, help='e.g. rand-m9-mstd0.5-inc1 (RandAugment)')
     g.add_argument('--reprob', type=float, default=0.)
-    g.add_argument('--remode', default='pixel')
+    g.add_argument('--remode', default='pixel', choices=['pixel', 'rand', 'const'])
     g.add_argument('--recount', type=int, default=1)
     g.add_argument('--mixup', type=float, default=0.)
     g.add_argument('--cutmix', type=float, default=0.)
-    g.add_argument('--cutmix-minmax', type=float, nargs='+', default=None)
+    g.add_argument('--cutmix-minmax', type=float, nargs=2, default=None, metavar=('MIN', 'MAX'))
     g.add_argument('--mixup-prob', type=float, default=1.0)
     g.add_argument('--mixup-switch-prob', type=float, default=0.5)
-    g.add_argument('--mixup-mode', default='batch')
+    g.add_argument('--mixup-mode', default='batch', choices=['batch', 'pair', 'elem', 'half'])
     g.add_argument('--mixup-off-epoch', type=int, default=0)
     g.add_argument('--smoothing', type=float, default=0.1)
-    g.add_argument('--train-interpolation', default='random')
+    g.add_argument('--train-interpolation', default='random', choices=('random',) + INTERPOLATIONS[1:])
     g.add_argument('--drop', '--head-dropout', dest='drop', type=float, default=0., help='MLP-head dropout')
     g.add_argument('--drop-path', type=float, default=None)
     g = p.add_argument_group('EMA')
@@ -165,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--output', default='./output/train')
     g.add_argument('--experiment', default='')
     g.add_argument('--task-name', default='', help='run name for loggers (wandb); default: the experiment')
-    g.add_argument('--eval-metric', default='top1')
+    g.add_argument('--eval-metric', default='top1', choices=['top1', 'top5', 'loss'])
     g.add_argument('--log-wandb', action='store_true')
     g.add_argument('--max-steps-per-epoch', type=int, default=0, help=argparse.SUPPRESS)  # smoke tests
     return p
@@ -176,7 +180,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     check_data_args(parser, args)
     check_model_args(parser, args)
+    check_device(parser, args)
     check_train_args(parser, args)
+    check_train_options(parser, args)
     return args
 
 

@@ -26,6 +26,7 @@ from engine.cli import (
     add_model_args,
     add_runtime_args,
     check_data_args,
+    check_device,
     check_model_args,
     check_results_file,
     resolve_num_classes,
@@ -69,6 +70,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_data_args(parser, args)
     check_model_args(parser, args)
+    check_device(parser, args)
     check_weights_args(parser, args, folder_ok=True)
     if args.results_file:
         check_results_file(parser, args.results_file)

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import ImageDataset, create_dataset
+from timm.data import ImageDataset, auto_augment, create_dataset
 
 _logger = logging.getLogger(__name__)
 
@@ -18,6 +18,21 @@ SPLIT_NAMES = {'train': ('train', 'training'), 'validation': ('val', 'validation
 
 class DataError(ValueError):
     """Bad data location or content; the message says what to fix."""
+
+
+def _posterize(img, bits_to_keep, **kwargs):
+    """timm's posterize augmentation, but keeping 0 bits gives the black image older Pillow gave:
+    Pillow 11+ rejects 0 bits ('bits must be between or equal to 1 and 8'), which timm's
+    RandAugment 'inc1' ops reach at magnitude 10 (drawn by the authors' rand-m9-mstd0.5-inc1 for
+    ~1 image in 50) and AutoAugment v0 asks for: a training run ended in a traceback mid-epoch."""
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return _timm_posterize(img, bits_to_keep, **kwargs)
+
+
+_timm_posterize = auto_augment.posterize
+for _name in ('Posterize', 'PosterizeIncreasing', 'PosterizeOriginal'):
+    auto_augment.NAME_TO_OP[_name] = _posterize
 
 
 class DigitsDataset:

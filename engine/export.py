@@ -13,10 +13,21 @@ from .runtime import model_img_size
 from .weights import add_weights_args, checkpoint_classes, create_model
 
 
+class _ParseKwargs(ParseKwargs):
+    """timm's KEY=VALUE parser, but an item without '=' is a one-line error (timm's raises inside
+    argparse, a traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        bad = [v for v in values if v and '=' not in v]
+        if bad:
+            parser.error(f'{option_string} {bad[0]}: pass KEY=VALUE items (e.g. depths="(1,1,1,1)")')
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_export_model_args(p: argparse.ArgumentParser, kwargs_help: str):
     """The model options of both scripts: engine.cli's, --model-kwargs and the weights."""
     add_model_args(p)
-    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, help=kwargs_help)
+    p.add_argument('--model-kwargs', nargs='*', default={}, action=_ParseKwargs, help=kwargs_help)
     add_weights_args(p)
 
 
@@ -43,7 +54,7 @@ def build_model(args, input_size, img_size) -> torch.nn.Module:
     torch.manual_seed(0)
     try:
         model = create_model(args, img_size=img_size, **kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # (an unknown or malformed model argument, named by the model)
         raise UsageError(f'--model-kwargs: {e}') from None
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, use_ema=args.use_ema)

@@ -23,6 +23,8 @@ formulas are compared in float64 in tests/test_spectral_equivalence.py):
   nn.Linear parameters of the original;
 - filters are resized on the fly for any input size, as the authors did for dense tasks only.
 """
+import math
+import numbers
 import re
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -125,6 +127,32 @@ def _per_stage(value, num_stages: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * num_stages
 
 
+NUM_STAGES = 4
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_per_stage(name: str, values, what: str, ok) -> None:
+    """`values` is a list or tuple of NUM_STAGES items for which ok(item) holds, else a ValueError
+    naming the argument (a wrong length would otherwise be an IndexError deep in the build)."""
+    if not isinstance(values, (list, tuple)) or len(values) != NUM_STAGES or not all(ok(v) for v in values):
+        raise ValueError(f'{name} must be {NUM_STAGES} {what}, one per stage (got {values!r})')
+
+
+def _check_range(name: str, value, low, high=None, integer: bool = False) -> None:
+    """low <= value (<= high): a ValueError naming the argument, not a failure in torch."""
+    if not (_is_int(value) if integer else _is_number(value)) or value < low or high is not None and value > high:
+        what = 'a whole number' if integer else 'a finite number'
+        bound = f'>= {low}' if high is None else f'from {low} to {high}'
+        raise ValueError(f'{name} must be {what} {bound} (got {value!r})')
+
+
 class DFFormerTrunk(nn.Module):
     """Stem and four stages of MetaFormer blocks with FFT-based token mixers: the trunk shared by
     the classifier (`DFFormer`) and the dense-prediction backbone (`DFFormerDense`).
@@ -155,17 +183,34 @@ class DFFormerTrunk(nn.Module):
             drop_path_rate: float = 0.,
     ):
         super().__init__()
-        num_stages = len(depths)
+        # every argument is checked here: a malformed one is a ValueError naming it
+        _check_per_stage('depths', depths, 'whole numbers >= 0', lambda v: _is_int(v) and v >= 0)
+        _check_per_stage('dims', dims, 'whole numbers >= 1', lambda v: _is_int(v) and v >= 1)
+        num_stages = NUM_STAGES
         token_mixers = _per_stage(token_mixers, num_stages)
+        _check_per_stage('token_mixers', token_mixers, 'token mixer names (or one for all)',
+                         lambda v: isinstance(v, str))
         unknown = sorted(set(token_mixers) - set(TOKEN_MIXERS))
         if unknown:
             raise ValueError(f'unknown token mixer(s) {unknown}; choose from {sorted(TOKEN_MIXERS)}')
-        if act_layer not in ACTIVATIONS:
+        if not isinstance(act_layer, str) or act_layer not in ACTIVATIONS:
             raise ValueError(f'unknown act_layer {act_layer!r}; choose from {sorted(ACTIVATIONS)}')
+        if mixer_kwargs is not None and not isinstance(mixer_kwargs, dict):
+            raise ValueError(f'mixer_kwargs must be a dict of token mixer arguments (got {mixer_kwargs!r})')
+        res_scales = _per_stage(res_scale_init_values, num_stages)
+        _check_per_stage('res_scale_init_values', res_scales, 'numbers or None (or one for all)',
+                         lambda v: v is None or _is_number(v))
+        _check_range('in_chans', in_chans, 1, integer=True)
+        if not _is_number(mlp_ratio) or not mlp_ratio > 0:
+            raise ValueError(f'mlp_ratio must be a number > 0 (got {mlp_ratio!r})')
+        _check_range('proj_drop_rate', proj_drop_rate, 0, 1)
+        _check_range('drop_path_rate', drop_path_rate, 0, 1)
         act = ACTIVATIONS[act_layer]
         if act is StarReLU:  # the mixers' and MLPs' activations take fresh buffers: reuse them
             act = partial(StarReLU, inplace=True)
         img_size = to_2tuple(img_size)
+        if len(img_size) != 2 or not all(_is_int(v) for v in img_size):
+            raise ValueError(f'img_size must be a whole number or a pair (height, width) of them (got {img_size!r})')
         if min(img_size) < MIN_IMG_SIZE:
             raise ValueError(f'img_size must be at least {MIN_IMG_SIZE} pixels (got {img_size})')
 
@@ -177,7 +222,6 @@ class DFFormerTrunk(nn.Module):
         self.downsample_layers = nn.ModuleList(
             [Downsampling(([in_chans] + list(dims))[i], dims[i], stem=i == 0) for i in range(num_stages)])
         dp_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        res_scales = _per_stage(res_scale_init_values, num_stages)
         self.stages = nn.ModuleList()
         self.feature_info = []
         cur = 0
@@ -258,6 +302,8 @@ class DFFormer(DFFormerTrunk):
     """
 
     def __init__(self, num_classes: int = 1000, global_pool: str = 'avg', drop_rate: float = 0., **kwargs):
+        _check_range('num_classes', num_classes, 0, integer=True)
+        _check_range('drop_rate', drop_rate, 0, 1)
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.global_pool = _check_global_pool(global_pool)
@@ -341,6 +387,9 @@ class DFFormerDense(DFFormerTrunk):
     """
 
     def __init__(self, out_indices: Sequence[int] = (0, 1, 2, 3), stage0_output_norm: bool = True, **kwargs):
+        if (not isinstance(out_indices, (list, tuple)) or not out_indices
+                or not all(_is_int(i) and 0 <= i < NUM_STAGES for i in out_indices)):
+            raise ValueError(f'out_indices must be stage indices from 0 to {NUM_STAGES - 1} (got {out_indices!r})')
         super().__init__(**kwargs)
         self.out_indices = tuple(out_indices)
         for i, dim in enumerate(self.dims):

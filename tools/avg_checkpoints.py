@@ -27,7 +27,7 @@ import sys
 
 import torch
 
-from engine.cli import ArgumentParser, UsageError, run_cli
+from engine.cli import ArgumentParser, UsageError, check_numbers, run_cli
 from engine.files import atomic_open
 from models.checkpoint import CheckpointError, checkpoint_state_dict, read_checkpoint
 
@@ -160,8 +160,7 @@ def average_state_dicts(state_dicts, names):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error(f'-n {args.n}: must be a whole number >= 1')
+    check_numbers(parser, args)
     if os.path.isdir(args.output):
         parser.error(f'--output {args.output} is a folder: pass a file name (e.g. averaged.pth)')
     if os.path.exists(args.output) and not args.force:

@@ -11,17 +11,19 @@ import argparse
 import timm
 
 import models
+from engine.cli import ArgumentParser, check_numbers
 from models.flops import MAC_CONVENTION, count_macs
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['dfformer_s18'])
     p.add_argument('--all', action='store_true', help='every model of the DFFormer zoo')
     p.add_argument('--img-size', type=int, nargs='+', default=[224])
     p.add_argument('--markdown', action='store_true', help='print a Markdown table')
     p.add_argument('--convention', action='store_true', help='print the counting convention')
     args = p.parse_args(argv)
+    check_numbers(p, args)
     if args.convention:
         print(MAC_CONVENTION)
     names = list(models.MODEL_ARCHS) if args.all else args.models

@@ -22,7 +22,7 @@ import random
 import sys
 import tarfile
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, check_numbers, run_cli
 from engine.data import IMG_EXTENSIONS, DataError, check_class_folders, find_split_dir, shard_problem
 from engine.files import atomic_open, atomic_path
 
@@ -41,8 +41,7 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0, help='shuffle of the training samples across shards')
     p.add_argument('--verify', action='store_true', help='check the shards in DATA against their index')
     args = p.parse_args(argv)
-    if args.max_count < 1 or not args.max_size > 0:
-        p.error(f'--max-count {args.max_count} --max-size {args.max_size:g}: must be >= 1 and > 0')
+    check_numbers(p, args)
     if not args.verify and not args.out:
         p.error('pass the folder for the shards (OUT), or --verify SHARDS')
     return args

@@ -57,11 +57,7 @@ def main(argv=None):
     check_weights_args(parser, args)
     if args.data and not os.path.isdir(args.data):
         parser.error(f'--data {args.data}: no such folder; pass a folder of images')
-    if not (args.tol >= 0):
-        parser.error(f'--tol {args.tol}: must be a number >= 0 (e.g. 1e-4)')
-    if args.max_images is not None and args.max_images < 1:
-        parser.error(f'--max-images {args.max_images}: must be a whole number >= 1')
-    check_model_args(parser, args)
+    check_model_args(parser, args)  # model name, sizes and every number option
 
     import onnxruntime
     try:

@@ -19,6 +19,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 import models
+from engine.cli import ArgumentParser, check_numbers
 from models.layers import DynamicFilter
 
 
@@ -76,7 +77,7 @@ def plot_filters(filters, out: str, title: str = ''):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='dfformer_s18')
     p.add_argument('--checkpoint', default='', help='weights (default: random init, or --pretrained)')
     p.add_argument('--pretrained', action='store_true')
@@ -85,6 +86,7 @@ def main(argv=None):
     p.add_argument('--img-size', type=int, default=224)
     p.add_argument('--out', default='filters.png')
     args = p.parse_args(argv)
+    check_numbers(p, args)
     if args.model not in models.MODEL_ARCHS:
         p.error(f'unknown model {args.model!r}; choose from {", ".join(sorted(models.MODEL_ARCHS))}')
     if not os.path.isfile(args.image):

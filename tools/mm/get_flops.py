@@ -9,6 +9,7 @@ import argparse
 import torch
 from mmengine.registry import MODELS, init_default_scope
 
+from engine.cli import ArgumentParser, check_numbers
 from mmadapter.runner import add_common_args, load_config, user_errors_as_one_line
 from models.flops import MAC_CONVENTION, count_macs
 
@@ -25,11 +26,14 @@ class TensorForward(torch.nn.Module):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('--shape', type=int, nargs='+', default=[512, 512], help='input H W')
     add_common_args(p)
     args = p.parse_args(argv)
+    check_numbers(p, args)
+    if len(args.shape) > 2:
+        p.error(f'--shape {" ".join(map(str, args.shape))}: pass the input height and width (or one size for both)')
     cfg = load_config(args, writes=False)
     cfg.model.backbone.init_cfg = None
     init_default_scope(cfg.default_scope)
