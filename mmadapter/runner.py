@@ -8,17 +8,20 @@ import logging
 import os
 import os.path as osp
 import pickle
+import re
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint  # (mmengine 0.10 exports no public alias)
 
 from engine.cli import errors_as_one_line, one_line
 from engine.files import atomic_open, write_problem
 from models import CheckpointError
-from models.checkpoint import first_line
+from models.checkpoint import first_line, fit_problems
 
 from .compat import runner_checkpoints_loadable, use_gloo_without_cuda
 
@@ -57,9 +60,29 @@ class StrictRunner(Runner):
             with runner_checkpoints_loadable():
                 return super().load_checkpoint(filename, map_location, strict=True, revise_keys=list(revise_keys))
         except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
+            # mmengine lists every key on one line (thousands of characters for another model's
+            # checkpoint): say how many are missing / unexpected and name the first few instead
+            problems = self._fit_problems(filename, revise_keys)
+            if problems:
+                raise CheckpointError(f'{filename} does not fit the config\'s model: {problems}; is it a checkpoint '
+                                      'of another config?') from None
             reason = str(e).replace('The model and loaded state dict do not match exactly\n', '').strip()
             raise CheckpointError(f'{filename} does not fit the config\'s model or cannot be read '
                                   f'({first_line(reason)}); is it a checkpoint of another config?') from None
+
+    def _fit_problems(self, filename, revise_keys) -> str:
+        """What keeps the checkpoint from loading strictly, as models.checkpoint.fit_problems says
+        it ('' if it cannot be read or fits)."""
+        try:
+            with runner_checkpoints_loadable():
+                checkpoint = _load_checkpoint(filename, map_location='cpu')
+        except Exception:  # (unreadable: the caller says so)
+            return ''
+        state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+        for pattern, replacement in revise_keys:
+            state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        return fit_problems(model.state_dict(), {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)})
 
 
 def add_common_args(p: argparse.ArgumentParser):

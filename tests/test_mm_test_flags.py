@@ -6,6 +6,7 @@ working folder, with a checkpoint of the shipped model (random weights, saved, n
 overrides: test image scale and loader worker count (no model, data preprocessor or TTA setting)."""
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -248,3 +249,17 @@ def test_outputs_are_written_through_the_atomic_backend(tmp_path, monkeypatch):
     assert written[-1] == str(tmp_path / 'preds.pkl')
     with open(tmp_path / 'preds.pkl', 'rb') as f:
         assert pickle.load(f) == [{'img_id': 1}]
+
+
+def test_checkpoint_of_another_model_is_one_short_line(seg_dir, det_dir):
+    """A detector's checkpoint given to the segmentation config: one readable line that says how
+    many keys are missing / unexpected and names the first few (mmengine's message lists all of
+    them, ~10,000 characters), exit 2, no traceback."""
+    result, output = _test_tool('segmentation', SEG, det_dir / 'retinanet.pth', '--work-dir', seg_dir / 'other',
+                                '--cfg-options', *SEG_CUT, cwd=seg_dir, expect_ok=False)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and 'Traceback' not in output, output[-3000:]
+    assert last.startswith(f"error: {det_dir / 'retinanet.pth'} does not fit the config's model: "), last
+    assert re.search(r': \d+ missing \([\w.]+, [\w.]+, [\w.]+, \.\.\.\); \d+ unexpected \([\w.]+, [\w.]+, [\w.]+, '
+                     r'\.\.\.\)', last), last
+    assert len(last.replace(str(det_dir / 'retinanet.pth'), '')) < 500, last
