@@ -53,7 +53,7 @@ from engine.cli import (
 from engine.data import IMG_EXTENSIONS, DataError
 from engine.files import atomic_open
 from engine.runtime import amp_autocast_for, default_img_size, model_img_size
-from engine.weights import add_weights_args, check_weights_args, checkpoint_classes, create_model
+from engine.weights import add_weights_args, check_weights_args, create_model, use_checkpoint_defaults
 from models import load_checkpoint
 
 _logger = logging.getLogger('inference')
@@ -265,13 +265,8 @@ def main(argv=None):
 
     images = list_images(args.data_dir, fullname=args.fullname)
     class_names = read_class_map(args.class_map) if args.class_map else None
-    num_classes = args.num_classes
-    if args.checkpoint:
-        rows, saved = checkpoint_classes(args)
-        num_classes = num_classes or rows
-        if args.img_size is None and args.input_size is None:
-            args.img_size, args.input_size = saved.get('img_size'), saved.get('input_size')
-    num_classes = num_classes or (len(class_names) if class_names else 1000)
+    use_checkpoint_defaults(args)
+    num_classes = args.num_classes or (len(class_names) if class_names else 1000)
     if class_names is not None and len(class_names) != num_classes:
         raise UsageError(f'--class-map {args.class_map} names {len(class_names)} classes, the model has '
                          f'{num_classes}: give one name per class, in class order')

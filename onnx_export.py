@@ -6,7 +6,9 @@
 
 The graph takes `input0` (N, C, H, W) float32 and gives `output0` (N, classes); the batch size
 is always dynamic, height and width with --dynamic-size (any size of at least 32 px, odd or
-even, square or not). The spectral mixers are exported with real DFT matrices
+even, square or not). Class count and input size default to those of --checkpoint, as in
+inference.py (its classifier rows; a train.py checkpoint's --img-size / --input-size), else the
+model's (224). The spectral mixers are exported with real DFT matrices
 (`spectral_transform('matmul')`): MatMul nodes, no FFT / complex ops, which ONNX Runtime's CPU
 and CUDA providers run. With --dynamic-size the matrices are built in the graph from the
 feature-map sizes (Range, Mod, Cos, Sin) and the learned filters are resized in the graph
@@ -29,7 +31,7 @@ from engine.cli import ArgumentParser, check_model_args, run_cli
 from engine.export import add_export_model_args, build_model, input_size_of, relative_error
 from engine.files import atomic_path, write_problem
 from engine.runtime import model_img_size
-from engine.weights import check_weights_args
+from engine.weights import check_weights_args, use_checkpoint_defaults
 from models.layers import spectral_transform
 
 _logger = logging.getLogger('onnx_export')
@@ -114,6 +116,7 @@ def main(argv=None):
     if problem:
         parser.error(f'{args.output}: {problem}')
     check_model_args(parser, args)  # model name, sizes, batch size
+    use_checkpoint_defaults(args)  # (class count and size of the checkpoint, as inference.py takes them)
 
     input_size = input_size_of(args)
     model = build_model(args, input_size, model_img_size(args))

@@ -10,7 +10,7 @@ from models import load_checkpoint
 
 from .cli import UsageError, add_model_args
 from .runtime import model_img_size
-from .weights import add_weights_args, checkpoint_classes, create_model
+from .weights import add_weights_args, create_model
 
 
 class _ParseKwargs(ParseKwargs):
@@ -39,16 +39,13 @@ def input_size_of(args):
 
 
 def build_model(args, input_size, img_size) -> torch.nn.Module:
-    """The eval model of --model / --model-kwargs with filters built for `img_size`, its class count
-    read from --checkpoint (whose weights it loads) unless --num-classes says it. Seeded: a model
-    without --checkpoint / --pretrained has the same weights in both scripts."""
-    num_classes = args.num_classes
-    if args.checkpoint:  # (read first: an unreadable or foreign file is a one-line error)
-        rows, _ = checkpoint_classes(args)
-        num_classes = rows if num_classes is None else num_classes
+    """The eval model of --model / --model-kwargs with filters built for `img_size` and --num-classes
+    classes (engine.weights.use_checkpoint_defaults sets them from --checkpoint), the weights of
+    --checkpoint loaded. Seeded: a model without --checkpoint / --pretrained has the same weights
+    in both scripts."""
     kwargs = dict(args.model_kwargs)
-    if num_classes is not None:
-        kwargs['num_classes'] = num_classes
+    if args.num_classes is not None:
+        kwargs['num_classes'] = args.num_classes
     if input_size[0] != 3:
         kwargs['in_chans'] = input_size[0]
     torch.manual_seed(0)

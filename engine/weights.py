@@ -95,6 +95,21 @@ def checkpoint_classes(args) -> Tuple[Optional[int], dict]:
     return classifier_rows(args.model, state_dict), saved
 
 
+def use_checkpoint_defaults(args):
+    """The class count and input size of --checkpoint where the options leave them unset, read and
+    checked before any work (checkpoint_classes): args.num_classes becomes its classifier rows,
+    args.img_size / args.input_size a train.py checkpoint's --img-size / --input-size (the size its
+    filters were trained for). Used by inference.py and the ONNX scripts alike; nothing without
+    --checkpoint."""
+    if not args.checkpoint:
+        return
+    rows, saved = checkpoint_classes(args)
+    if args.num_classes is None:
+        args.num_classes = rows
+    if args.img_size is None and args.input_size is None:
+        args.img_size, args.input_size = saved.get('img_size'), saved.get('input_size')
+
+
 def pretrained_file_weights(args) -> Dict[str, torch.Tensor]:
     """The weights in --pretrained-path (memory-mapped), read and checked before any work: an
     unreadable file or a train.py checkpoint of another model is a one-line error."""

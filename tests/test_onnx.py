@@ -6,6 +6,8 @@ even, non-square), dfformer_s18 at full size, and the one-line errors of bad inp
 """
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -13,7 +15,7 @@ import onnxruntime
 import pytest
 import timm
 import torch
-from conftest import load_script
+from conftest import ROOT, load_script
 from PIL import Image
 
 import models
@@ -144,3 +146,25 @@ def test_validate_errors(tmp_path, capsys):
             run_cli(lambda argv=argv: onnx_validate.main(argv))
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_size_and_classes_come_from_the_checkpoint(tmp_path):
+    """A train.py checkpoint trained at 48 px with 7 classes, exported and checked without
+    --img-size / --num-classes (the real command lines): both scripts take them from the
+    checkpoint, as inference.py does, not 224 px and 1000 classes."""
+    torch.manual_seed(0)
+    model = timm.create_model('dfformer_s18', img_size=48, num_classes=7, **TINY)
+    checkpoint = tmp_path / 'last.pth.tar'
+    torch.save({'epoch': 0, 'state_dict': model.state_dict(),
+                'args': {'model': 'dfformer_s18', 'img_size': 48, 'input_size': None}}, checkpoint)
+    path = tmp_path / 'tiny.onnx'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    for script, first in (('onnx_export.py', path), ('tools/onnx_validate.py', path)):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, script), str(first), *TINY_ARGS, '--checkpoint',
+                                 str(checkpoint)], env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    graph = onnx.load(str(path)).graph
+    dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in (graph.input[0],
+                                                                                       graph.output[0])]
+    assert dims == [['batch', 3, 48, 48], ['batch', 7]]
+    assert 'input (3, 48, 48)' in result.stdout and 'top-1 agreement 2/2' in result.stdout

@@ -6,7 +6,8 @@
     python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --pretrained --data photos/
 
 Inputs: --batch-size random images (seeded, standard normal) of --img-size / --input-size
-(default: the size the model is built for, 224), or with --data the images of a folder
+(default: a train.py --checkpoint's --img-size / --input-size, as onnx_export.py exports it, else
+the size the model is built for, 224), or with --data the images of a folder
 (recursive) through timm's eval transform of the model's pretrained config at that size. The
 PyTorch model is built like onnx_export.py builds it (--model, --checkpoint or --pretrained,
 --img-size / --input-size for the filters' size unless --model-img-size says otherwise).
@@ -27,7 +28,7 @@ from timm.data import ImageDataset, create_transform, resolve_data_config
 from engine.cli import ArgumentParser, UsageError, check_model_args, run_cli
 from engine.data import DataError
 from engine.export import add_export_model_args, build_model, input_size_of
-from engine.weights import check_weights_args
+from engine.weights import check_weights_args, use_checkpoint_defaults
 
 _logger = logging.getLogger('onnx_validate')
 
@@ -58,6 +59,7 @@ def main(argv=None):
     if args.data and not os.path.isdir(args.data):
         parser.error(f'--data {args.data}: no such folder; pass a folder of images')
     check_model_args(parser, args)  # model name, sizes and every number option
+    use_checkpoint_defaults(args)  # (class count and size of the checkpoint, as onnx_export.py takes them)
 
     import onnxruntime
     try:
