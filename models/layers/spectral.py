@@ -9,14 +9,14 @@ spectrum, the filters and the filtered spectrum (each as large as the input) are
 and the adjoint transforms are written out. Compared in float64 with the plain formula in
 tests/test_spectral_equivalence.py.
 """
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from timm.models import register_notrace_function
 from torch import Tensor
 
-from .dft import Transform, dft_for
+from .dft import FFT2, MatmulDFT2, dft_for
 
 __all__ = ['filter_shape', 'global_filters', 'mix_filter_bases', 'resize_filter_bases', 'spectral_dtype',
            'spectral_mix', 'to_spectral_dtype']
@@ -120,7 +120,7 @@ def _conj_(a: Tensor) -> Tensor:
     return a
 
 
-def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, dft: Transform) -> Tensor:
+def _mix(y: Tensor, filters: Tensor, proj_weight: Tensor, dft: Union[FFT2, MatmulDFT2]) -> Tensor:
     """irDFT2(proj_weight x (rDFT2(y) * filters)): (B, M, H, W) -> (B, C, H, W), in the transform's dtype.
 
     The product with the filters runs in their dtype (float32 or float64), the projection in
