@@ -56,7 +56,7 @@ from engine.cli import (
 )
 from engine.data import build_dataset, check_same_classes, dataset_num_classes, use_resumable_sampler
 from engine.evaluate import evaluate
-from engine.files import atomic_open
+from engine.files import atomic_open, no_space_as_error
 from engine.resume import (
     Preempted,
     gather_to_primary,
@@ -596,12 +596,13 @@ def train(args, argv):
             lr_scheduler.step(epoch + 1, eval_metrics[eval_metric])
         if output_dir is not None:
             # summary first: a run killed before the checkpoint below repeats this epoch, and the
-            # resume drops this row again (_summary_rows_before)
-            utils.update_summary(
-                epoch, train_metrics, eval_metrics, filename=os.path.join(output_dir, 'summary.csv'),
-                lr=sum(lrs) / len(lrs), write_header=epoch == 0 or not os.path.exists(
-                    os.path.join(output_dir, 'summary.csv')) or os.path.getsize(
-                    os.path.join(output_dir, 'summary.csv')) == 0, log_wandb=args.log_wandb)
+            # resume drops this row again (_summary_rows_before); a full disk is one line
+            with no_space_as_error(os.path.join(output_dir, 'summary.csv'), what=f'the summary of epoch {epoch}'):
+                utils.update_summary(
+                    epoch, train_metrics, eval_metrics, filename=os.path.join(output_dir, 'summary.csv'),
+                    lr=sum(lrs) / len(lrs), write_header=epoch == 0 or not os.path.exists(
+                        os.path.join(output_dir, 'summary.csv')) or os.path.getsize(
+                        os.path.join(output_dir, 'summary.csv')) == 0, log_wandb=args.log_wandb)
         state = resume_point(args, epoch + 1, 0)
         if saver is not None:
             saver.resume_state = state

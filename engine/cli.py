@@ -18,7 +18,7 @@ import models
 from models import MIN_IMG_SIZE, CheckpointError
 
 from .data import DataError
-from .files import write_problem
+from .files import DiskFullError, write_problem
 from .resume import find_resume_checkpoint
 
 
@@ -26,8 +26,8 @@ class UsageError(ValueError):
     """A bad option value or combination; the message says what to pass instead."""
 
 
-# Errors of the user's input or data: one line and exit code 2, never a traceback.
-USER_ERRORS: Tuple[type, ...] = (UsageError, DataError, CheckpointError)
+# Errors of the user's input, data or disk: one line and exit code 2, never a traceback.
+USER_ERRORS: Tuple[type, ...] = (UsageError, DataError, CheckpointError, DiskFullError)
 
 # Files a train.py run leaves in its output folder; a folder with any of them holds a run.
 RUN_FILES = ('last.pth.tar', 'summary.csv')

@@ -1,9 +1,58 @@
-"""Files that appear only complete (a killed run never leaves one half-written), and whether a
-folder can take files. Used by the scripts, the checkpoint saver and mmadapter's file backend."""
+"""Files that appear only complete (a killed run never leaves one half-written), a full disk as
+one line, and whether a folder can take files. Used by the scripts, the checkpoint saver and
+mmadapter's file backend."""
+import errno
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from typing import Optional
+
+# What a write raises on a full disk, or past a disk quota.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(RuntimeError):
+    """A file could not be written for lack of space; the message names the folder, the space
+    needed and the space free."""
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path) if os.path.isfile(path) else 0
+
+
+def _bytes(n: float) -> str:
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+        if n < 1024 or unit == 'GiB':
+            return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+        n /= 1024
+
+
+@contextmanager
+def no_space_as_error(path: str, needed: Optional[int] = None, what: str = '', partial: str = ''):
+    """The block writes `path` (`what`, by default its name); a full disk or quota in it (OSError
+    ENOSPC / EDQUOT) becomes a DiskFullError naming the folder, the space needed where known and
+    the space free. `partial`: the temporary file of an atomic write (atomic_path), removed then;
+    the space needed is `needed` bytes, else the larger of the previous `path` and what reached
+    `partial`, and the previous `path` is said to be unchanged. Other errors pass."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        if partial:
+            needed = needed or max(_size(path), _size(partial))
+            _remove(partial)
+        folder = os.path.dirname(os.path.abspath(path))
+        free = shutil.disk_usage(folder).free
+        kept = ''
+        if partial:  # (an append, e.g. summary.csv's row, may have left part of it)
+            kept = f'; {os.path.basename(path)} there is unchanged' if os.path.exists(path) else (
+                '; the files there are unchanged')
+        raise DiskFullError(
+            f'no space left in {folder} for {what or os.path.basename(path)} ('
+            f'{f"about {_bytes(needed)} needed, " if needed else ""}{_bytes(free)} free): free space there or '
+            f'write elsewhere{kept}') from None
 
 
 def _remove(path: str):
@@ -20,25 +69,26 @@ def _fsync(path: str):
 
 
 @contextmanager
-def atomic_path(path: str):
+def atomic_path(path: str, needed: Optional[int] = None, what: str = ''):
     """A temporary path beside `path` (`path`.tmp) for the block to write a file or a folder to;
     when the block ends without error it is fsynced and renamed over `path`, else removed and
-    the old `path` stays."""
+    the old `path` stays. A full disk is a DiskFullError (see no_space_as_error: `needed`, `what`)."""
     path = os.fspath(path)
     tmp = f'{path}.tmp'
     _remove(tmp)
     try:
-        yield tmp
-        _fsync(tmp)
-        if os.path.isdir(tmp) and os.path.lexists(path):
-            # os.replace cannot replace a folder that holds files: move it aside first
-            old = f'{path}.old'
-            _remove(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-        else:
-            os.replace(tmp, path)
+        with no_space_as_error(path, needed, what, partial=tmp):
+            yield tmp
+            _fsync(tmp)
+            if os.path.isdir(tmp) and os.path.lexists(path):
+                # os.replace cannot replace a folder that holds files: move it aside first
+                old = f'{path}.old'
+                _remove(old)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                _remove(old)
+            else:
+                os.replace(tmp, path)
     finally:
         _remove(tmp)
 

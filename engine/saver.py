@@ -92,7 +92,18 @@ class AtomicCheckpointSaver(utils.CheckpointSaver):
             state['metric'] = metric
         if self.resume_state is not None:
             state['resume'] = self.resume_state
-        with open(save_path, 'wb') as f:
+        # (timm renames save_path over the checkpoint; a full disk is one line, the old one stays)
+        with atomic_path(save_path, needed=_nbytes(state), what=f'the checkpoint of epoch {epoch}') as tmp, \
+                open(tmp, 'wb') as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+
+def _nbytes(obj) -> int:
+    """Bytes of the tensors in a (nested) checkpoint state: about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0

@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint  # (mmengine 0.10 exports no public alias)
 
 from engine.cli import errors_as_one_line, one_line
-from engine.files import atomic_open, write_problem
+from engine.files import DiskFullError, atomic_open, write_problem
 from models import CheckpointError
 from models.checkpoint import first_line, fit_problems
 
@@ -167,4 +167,4 @@ def _user_error_line(error: BaseException):
 def user_errors_as_one_line(*more):
     """Run a tool's main: a user's mistake ends in one line on stderr and exit code 2 (an error of
     `more`, e.g. engine.resume.Preempted, in one line and its own exit code)."""
-    return errors_as_one_line((ConfigError, CheckpointError, AssertionError) + more, _user_error_line)
+    return errors_as_one_line((ConfigError, CheckpointError, DiskFullError, AssertionError) + more, _user_error_line)

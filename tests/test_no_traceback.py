@@ -8,6 +8,7 @@ environment this reuses); the up-front cases two at a time.
 import concurrent.futures
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -232,3 +233,76 @@ def test_rand_augment_inc1_at_magnitude_10_trains(tmp_path):
     bits among them, trains (it ended in a traceback in the first step)."""
     result = run_script('train.py', *TINY, *DIGITS, '--aa', 'rand-m10-n30-mstd0-inc1', '--output', tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# A full disk while writing a checkpoint or results: one line naming the folder and the space
+# needed; the previous files intact
+
+# Loaded by the scripts' Python at start (a sitecustomize on PYTHONPATH): a file whose name matches
+# $DFF_TEST_NO_SPACE is opened for writing as /dev/full, where every write fails with ENOSPC.
+FULL_DISK = '''import builtins, fnmatch, os
+_pattern, _open = os.environ.get('DFF_TEST_NO_SPACE'), builtins.open
+def _open_full(file, mode='r', *args, **kwargs):
+    if _pattern and isinstance(file, (str, os.PathLike)) and set(mode) & set('wa') and fnmatch.fnmatch(
+            os.path.basename(os.fspath(file)), _pattern):
+        file = '/dev/full'
+    return _open(file, mode, *args, **kwargs)
+builtins.open = _open_full
+'''
+
+
+def _full_disk_env(tmp_path, pattern):
+    hook = tmp_path / 'full_disk'
+    hook.mkdir(exist_ok=True)
+    (hook / 'sitecustomize.py').write_text(FULL_DISK)
+    return {**ENV, 'DFF_TEST_NO_SPACE': pattern,
+            'PYTHONPATH': os.pathsep.join([str(hook)] + [p for p in [ENV.get('PYTHONPATH')] if p])}
+
+
+def _files(folder):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_disk_full_while_saving_a_checkpoint(tmp_path):
+    """The resumed run's epoch-1 checkpoint hits a full disk: one line naming the run folder and the
+    checkpoint's size, last.pth.tar and the other checkpoints as they were, no temporary file."""
+    run = tmp_path / 'run'
+    argv = [*TINY, *DIGITS, '--output', tmp_path, '--experiment', 'run', '--checkpoint-hist', '1']
+    first = run_script('train.py', *argv)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _files(run)
+    result = run_script('train.py', *argv, '--epochs', '2', '--resume', 'auto',
+                        env=_full_disk_env(tmp_path, 'tmp.pth.tar.tmp'))
+    line = error_line(result, 'train.py')
+    assert line.startswith(f'train.py: error: no space left in {run} for the checkpoint of epoch 1 (about '), line
+    assert re.search(r'\(about \d+\.\d MiB needed, [\d.]+ \w+ free\): free space there or write elsewhere; the files '
+                     r'there are unchanged$', line), line
+    after = _files(run)
+    assert {k: v for k, v in after.items() if k.endswith('.pth.tar')} == {
+        k: v for k, v in before.items() if k.endswith('.pth.tar')}
+    assert not [f for f in after if 'tmp' in f], after
+    # the epoch's summary row is written before its checkpoint (the resume drops it again)
+    assert [r.split(',')[0] for r in (run / 'summary.csv').read_text().splitlines()] == ['epoch', '0', '1']
+    # no space for that row (appended: no claim on what the file holds)
+    result = run_script('train.py', *argv, '--epochs', '2', '--resume', 'auto',
+                        env=_full_disk_env(tmp_path, 'summary.csv'))
+    line = error_line(result, 'train.py')
+    assert re.fullmatch(rf'train.py: error: no space left in {re.escape(str(run))} for the summary of epoch 1 '
+                        r'\([\d.]+ \w+ free\): free space there or write elsewhere', line), line
+    assert {k: v for k, v in _files(run).items() if k.endswith('.pth.tar')} == {
+        k: v for k, v in before.items() if k.endswith('.pth.tar')}
+
+
+def test_disk_full_while_writing_results(tmp_path):
+    """validate.py's --results-file on a full disk: one line naming its folder, the old file kept."""
+    results = tmp_path / 'r.json'
+    results.write_text('{"top1": 1.0}\n')
+    result = run_script('validate.py', *DIGITS, '-j', '0', '--img-size', '16', '-b', '400', '--results-file', results,
+                        env=_full_disk_env(tmp_path, 'r.json.tmp'))
+    line = error_line(result, 'validate.py')
+    assert re.fullmatch(rf'validate.py: error: no space left in {re.escape(str(tmp_path))} for r.json \(about 14 '
+                        r'bytes needed, [\d.]+ \w+ free\): free space there or write elsewhere; r.json there is '
+                        r'unchanged', line), line
+    assert results.read_text() == '{"top1": 1.0}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['full_disk', 'r.json']
