@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Throughput and peak memory of models, as ratios to a baseline measured in the same run.
 
-    python benchmark.py --models dfformer_s18 cdfformer_s18 --baseline convformer_s18
-    python benchmark.py --sweep --img-size 224 384 512 768 1024 --csv docs/sweep.csv --plot-dir docs
-    python benchmark.py --targets   # the measures of the performance targets, as ratios to convformer_s18
-    python benchmark.py --targets --precisions bf16-autocast   # one precision's table
+    .venv/bin/python benchmark.py --models dfformer_s18 cdfformer_s18 --baseline convformer_s18
+    .venv/bin/python benchmark.py --sweep --img-size 224 384 512 768 1024 --csv docs/sweep.csv --plot-dir docs
+    .venv/bin/python benchmark.py --targets   # the measures of the performance targets, as ratios to convformer_s18
+    .venv/bin/python benchmark.py --targets --precisions bf16-autocast   # one precision's table
 
 --targets measures dfformer_s18 and cdfformer_s18 against convformer_s18 in every precision users
 run (TARGET_MEASURES): float32, bf16 and fp16 autocast, and the whole model cast to bf16 / fp16;
 throughput of inference and of a training step, the bytes of activations one training forward
 saves for backward and the peak memory of forward + backward, each as a ratio to the baseline in
-the same precision. The goals for those ratios are stated in README.md and kept in
+the same precision. The goals for those ratios are stated in docs/performance.md and kept in
 tests/test_analysis.py, not here.
 
 Each (model, size) is timed for inference (eval, no grad) and a training step (forward,

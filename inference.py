@@ -2,9 +2,9 @@
 """Top-k class predictions for a folder of images or a list of image files (timm's inference.py
 for this zoo).
 
-    python inference.py photos/ --model dfformer_s18 --pretrained --topk 5
-    python inference.py images.txt --model cdfformer_s18 --checkpoint cdfformer_s18.pth --results-format json
-    python inference.py digits/ --model dfformer_s18 --checkpoint output/train/digits/model_best.pth.tar \\
+    .venv/bin/python inference.py photos/ --model dfformer_s18 --pretrained --topk 5
+    .venv/bin/python inference.py images.txt --model cdfformer_s18 --checkpoint cdfformer_s18.pth --results-format json
+    .venv/bin/python inference.py digits/ --model dfformer_s18 --checkpoint output/train/digits/model_best.pth.tar \\
         --class-map digit_names.txt --results-dir results
 
 DATA is a folder (every image under it, sorted by path) or a text file with one image path per line

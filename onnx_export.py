@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Export a DFFormer zoo model to ONNX (timm's onnx_export.py for this zoo).
 
-    python onnx_export.py dfformer_s18.onnx --model dfformer_s18 --checkpoint dfformer_s18.pth
-    python onnx_export.py dfformer_s18-dyn.onnx --model dfformer_s18 --pretrained --dynamic-size --check-forward
+    .venv/bin/python onnx_export.py dfformer_s18.onnx --model dfformer_s18 --checkpoint dfformer_s18.pth
+    .venv/bin/python onnx_export.py dfformer_s18-dyn.onnx --model dfformer_s18 --pretrained --dynamic-size \\
+        --check-forward
 
 The graph takes `input0` (N, C, H, W) float32 and gives `output0` (N, classes); the batch size
 is always dynamic, height and width with --dynamic-size (any size of at least 32 px, odd or

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Evaluate checkpoints (the authors' released .pth files or our .pth.tar training checkpoints).
 
-    python validate.py /path/to/imagenet --model dfformer_s18 --checkpoint dfformer_s18.pth
-    python validate.py --dataset digits --model dfformer_s18 --img-size 32 \
+    .venv/bin/python validate.py /path/to/imagenet --model dfformer_s18 --checkpoint dfformer_s18.pth
+    .venv/bin/python validate.py --dataset digits --model dfformer_s18 --img-size 32 \
         --checkpoint output/train/digits/model_best.pth.tar --results-file r.json
     ./distributed_validate.sh 8 /path/to/imagenet --model dfformer_s18 --pretrained
 

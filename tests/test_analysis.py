@@ -14,7 +14,7 @@ from models.layers import DynamicFilter
 benchmark = load_script('benchmark.py')
 visualize_filters = load_script('tools/visualize_filters.py')
 
-# The performance goals (README.md, "Speed, memory and analysis tools"): each measure of
+# The performance goals (docs/performance.md): each measure of
 # `benchmark.py --targets` as a ratio to convformer_s18, at every size and batch it measures.
 GOALS = {
     'infer img/s': ('>=', 1.0),

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Average the weights of the best N checkpoints of a train.py run (timm's avg_checkpoints.py).
 
-    python tools/avg_checkpoints.py --input output/train/digits -n 3 --output averaged.pth
-    python tools/avg_checkpoints.py --input output/train/digits --use-ema --output averaged.safetensors
-    python tools/avg_checkpoints.py --input output/train/digits --no-sort -n 2 --output last2.pth
+    .venv/bin/python tools/avg_checkpoints.py --input output/train/digits -n 3 --output averaged.pth
+    .venv/bin/python tools/avg_checkpoints.py --input output/train/digits --use-ema --output averaged.safetensors
+    .venv/bin/python tools/avg_checkpoints.py --input output/train/digits --no-sort -n 2 --output last2.pth
 
 Checkpoints are the files in --input matching --filter (default `checkpoint-*.pth.tar`: the
 `--checkpoint-hist` files train.py keeps). They are ranked by the metric stored in each one

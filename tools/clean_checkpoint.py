@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Strip a train.py checkpoint down to its weights for release (timm's clean_checkpoint.py).
 
-    python tools/clean_checkpoint.py --checkpoint output/train/run/model_best.pth.tar --output dfformer_s18.pth
+    .venv/bin/python tools/clean_checkpoint.py --checkpoint output/train/run/model_best.pth.tar \\
+        --output dfformer_s18.pth
         => dfformer_s18-1a2b3c4d.pth  (the first 8 hex digits of the file's SHA-256)
-    python tools/clean_checkpoint.py --checkpoint model_best.pth.tar --use-ema --output dfformer_s18.safetensors
-    python tools/clean_checkpoint.py --checkpoint model_best.pth.tar --output dfformer_s18.pth --no-hash
+    .venv/bin/python tools/clean_checkpoint.py --checkpoint model_best.pth.tar --use-ema \\
+        --output dfformer_s18.safetensors
+    .venv/bin/python tools/clean_checkpoint.py --checkpoint model_best.pth.tar --output dfformer_s18.pth --no-hash
 
 Keeps only the `state_dict` (--use-ema: `state_dict_ema`, an error where there is none): no
 optimizer, loss scaler, args or saver state. 'module.' (DDP) and '_orig_mod.' (torch.compile)

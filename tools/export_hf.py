@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write a checkpoint as a Hugging Face Hub model folder, the way timm publishes its models.
 
-    python tools/export_hf.py --model dfformer_s18 --checkpoint dfformer_s18.pth --output-dir hf/dfformer_s18.in1k
+    .venv/bin/python tools/export_hf.py --model dfformer_s18 --checkpoint dfformer_s18.pth \\
+        --output-dir hf/dfformer_s18.in1k
 
 The folder holds what timm's push_to_hf_hub uploads: model.safetensors and config.json (timm's
 save_for_hf: architecture, model_args, pretrained_cfg with the preprocessing) and a README.md

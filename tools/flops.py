@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Parameters and MACs (FFTs and complex products included) of models at any input size.
 
-    python tools/flops.py --models dfformer_s18 cdfformer_s18 --img-size 224 512
-    python tools/flops.py --all --markdown     # the README table
+    .venv/bin/python tools/flops.py --models dfformer_s18 cdfformer_s18 --img-size 224 512
+    .venv/bin/python tools/flops.py --all --markdown     # the model-zoo table of README.md
 
 Convention: see models/flops.py (printed with --convention).
 """

@@ -2,8 +2,8 @@
 """Write an ImageNet-style folder as webdataset tar shards, for `train.py / validate.py --dataset wds/NAME OUT`
 (timm's wds reader): a few large files instead of 1.28M small ones on a network file system.
 
-    python tools/make_shards.py /path/to/imagenet /path/to/shards --max-size 1e9      # train/ and val/
-    python tools/make_shards.py --verify /path/to/shards
+    .venv/bin/python tools/make_shards.py /path/to/imagenet /path/to/shards --max-size 1e9      # train/ and val/
+    .venv/bin/python tools/make_shards.py --verify /path/to/shards
 
 Each sample is the image file's bytes unchanged (<key>.jpg / .png / .webp) and its class index
 (<key>.cls); training samples are shuffled across shards (a shard then holds all classes). A new

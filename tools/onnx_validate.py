@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Check an exported .onnx file against the PyTorch model, in ONNX Runtime (CPU provider).
 
-    python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --checkpoint dfformer_s18.pth
-    python tools/onnx_validate.py dfformer_s18-dyn.onnx --model dfformer_s18 --pretrained --input-size 3 256 192
-    python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --pretrained --data photos/
+    .venv/bin/python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --checkpoint dfformer_s18.pth
+    .venv/bin/python tools/onnx_validate.py dfformer_s18-dyn.onnx --model dfformer_s18 --pretrained \\
+        --input-size 3 256 192
+    .venv/bin/python tools/onnx_validate.py dfformer_s18.onnx --model dfformer_s18 --pretrained --data photos/
 
 Inputs: --batch-size random images (seeded, standard normal) of --img-size / --input-size
 (default: a train.py --checkpoint's --img-size / --input-size, as onnx_export.py exports it, else

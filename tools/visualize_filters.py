@@ -3,7 +3,7 @@
 bases (first block of the stage) and of the dynamic filter actually applied to an image
 (mean over channels of |K|, K = routing-weighted mix of the bases).
 
-    python tools/visualize_filters.py --model dfformer_s18 --checkpoint dfformer_s18.pth \
+    .venv/bin/python tools/visualize_filters.py --model dfformer_s18 --checkpoint dfformer_s18.pth \
         --image cat.jpg --out filters.png
 
 Frequencies are shown with the zero frequency at the centre of the vertical axis (rFFT: the
