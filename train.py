@@ -12,7 +12,9 @@
 A thin driver over timm's data pipeline, mixup, losses, optimizers, schedulers, EMA, checkpoint
 saver and distributed helpers. Defaults not set by the command above are those of the authors'
 script (timm 0.5.4: min-lr 1e-5, 10 cooldown epochs, random train interpolation, EMA decay 0.9998).
-Outputs go to <output>/<experiment>/: args.yaml, summary.csv, last/model_best/top-N checkpoints.
+Outputs go to <output>/<experiment>/: args.yaml, summary.csv, last/model_best/top-N checkpoints,
+and train.lock, which a run holds while it runs: a second run of the same --experiment (a fresh
+start or a resume) is refused in one line meanwhile.
 The log's first lines say the epochs (incl. cooldown), optimizer, lr, batch, input size and weights.
 
 On SIGTERM or SIGUSR1 every rank finishes its step, rank 0 writes a step-exact checkpoint and the
@@ -181,8 +183,8 @@ def parse_args(argv=None):
     check_data_args(parser, args)
     check_model_args(parser, args)
     check_device(parser, args)
-    check_train_args(parser, args)
     check_train_options(parser, args)
+    check_train_args(parser, args)  # (last: it takes the run folder's lock)
     return args
 
 
@@ -421,7 +423,7 @@ def main(argv=None):
         utils.setup_default_logging()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    with stop_on_signals():
+    with args.run_lock, stop_on_signals():  # (the run folder's lock, released at the end: check_train_args)
         return train(args, argv)
 
 

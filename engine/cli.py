@@ -13,12 +13,13 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import timm
 import torch
+from timm.utils.distributed import world_info_from_env
 
 import models
 from models import MIN_IMG_SIZE, CheckpointError
 
 from .data import DataError
-from .files import DiskFullError, write_problem
+from .files import DiskFullError, HeldLock, try_lock, write_problem
 from .resume import find_resume_checkpoint
 
 
@@ -31,6 +32,8 @@ USER_ERRORS: Tuple[type, ...] = (UsageError, DataError, CheckpointError, DiskFul
 
 # Files a train.py run leaves in its output folder; a folder with any of them holds a run.
 RUN_FILES = ('last.pth.tar', 'summary.csv')
+# The lock a train.py run holds on its --experiment folder while it runs (engine.files.try_lock).
+RUN_LOCK = 'train.lock'
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -217,7 +220,10 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """train.py: --resume and --initial-checkpoint exist, the output folder can be written, and a
     folder holding another run is not overwritten. `--resume auto` becomes the run folder's newest
     complete checkpoint, or '' (a fresh start) when it has none: a requeued job runs the same
-    command every time. --pretrained-path exists, and is not given with --initial-checkpoint."""
+    command every time. --pretrained-path exists, and is not given with --initial-checkpoint.
+    Last, the --experiment folder's lock (RUN_LOCK) is taken, as args.run_lock (a HeldLock the run
+    holds to its end: `with args.run_lock`): a second run of the folder, a fresh start or a resume,
+    is refused while the first runs."""
     auto = args.resume == 'auto'
     if auto and not args.experiment:
         parser.error('--resume auto needs --experiment NAME: the run folder (<output>/NAME) it continues, '
@@ -235,14 +241,34 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     problem = write_problem(run_dir)
     if problem:
         parser.error(f'--output {run_dir}: {problem}')
+    # taken before the folder's files are looked at: two runs started at once see them one at a time
+    args.run_lock = _lock_run_folder(parser, args, run_dir)
     if auto:
         args.resume = find_resume_checkpoint(run_dir) if os.path.isdir(run_dir) else ''
     elif args.experiment:
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(run_dir, f))]
         if held and not (args.resume and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)), run_dir)):
+            args.run_lock.release()
             parser.error(f'{run_dir} already holds a training run ({", ".join(held)}): continue it with --resume '
                          'auto (or a checkpoint of it), or pass another --experiment (or remove the folder) to '
                          'start a new one')
+
+
+def _lock_run_folder(parser: argparse.ArgumentParser, args: argparse.Namespace, run_dir: str) -> HeldLock:
+    """The --experiment folder's lock, taken by rank 0 (of the environment torchrun / SLURM / MPI
+    set, before the processes meet) or a one-line error naming the run that holds it."""
+    if not args.experiment or world_info_from_env()[1] != 0:
+        return HeldLock(None)  # (a generated folder name is new; the other ranks share rank 0's)
+    os.makedirs(run_dir, exist_ok=True)
+    lock, holder = try_lock(os.path.join(run_dir, RUN_LOCK))
+    if lock is None:
+        holder = f' (process {holder})' if holder else ''
+        if args.resume:
+            parser.error(f'--resume {args.resume}: {run_dir} is in use by a training run now{holder}: resume it '
+                         'once that run has ended (or stop it first)')
+        parser.error(f'--experiment {args.experiment}: {run_dir} is in use by a training run now{holder}: wait for '
+                     'it to end, or pass another --experiment')
+    return lock
 
 
 def _given(parser: argparse.ArgumentParser, args: argparse.Namespace, dests: Sequence[str]) -> str:

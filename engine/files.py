@@ -1,12 +1,13 @@
 """Files that appear only complete (a killed run never leaves one half-written), a full disk as
-one line, and whether a folder can take files. Used by the scripts, the checkpoint saver and
-mmadapter's file backend."""
+one line, whether a folder can take files, and a lock that one process at a time holds. Used by
+the scripts, the checkpoint saver and mmadapter's file backend."""
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Optional
+from typing import IO, Optional, Tuple
 
 # What a write raises on a full disk, or past a disk quota.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -115,4 +116,52 @@ def write_problem(folder: str) -> str:
         os.unlink(probe)
     except OSError as e:
         return f'cannot write in {existing} ({e.strerror}); pass a folder you can write to'
+    return ''
+
+
+class HeldLock:
+    """An exclusive lock (flock) on a file, held until release() or the end of a `with` block, or
+    the end of the process, killed or not: the kernel drops it then (once data-loader workers
+    forked from the process, which share it, have exited too). HeldLock(None) holds nothing."""
+
+    def __init__(self, file: Optional[IO]):
+        self._file = file
+
+    def release(self):
+        if self._file is not None and not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)  # (also for the copies forked workers hold)
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def try_lock(path: str) -> Tuple[Optional[HeldLock], str]:
+    """(the lock of file `path`, created if need be), or (None, the id of the process that holds
+    it, '' if unknown) without waiting. The file is not written: a folder stays as it was."""
+    f = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), 'r')
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _flock_holder(f.fileno())
+        f.close()
+        return None, holder
+    return HeldLock(f), ''
+
+
+def _flock_holder(fd: int) -> str:
+    """The id of the process holding the flock on fd's file, from /proc/locks (Linux; '' where it
+    cannot tell): lines like '1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF' (pid, device, inode)."""
+    st = os.fstat(fd)
+    key = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
+    try:
+        with open('/proc/locks') as f:
+            for fields in map(str.split, f):
+                if len(fields) >= 8 and fields[1] == 'FLOCK' and fields[5] == key:  # (a waiter's line has '->')
+                    return fields[4]
+    except OSError:
+        pass
     return ''

@@ -306,3 +306,60 @@ def test_disk_full_while_writing_results(tmp_path):
                         r'unchanged', line), line
     assert results.read_text() == '{"top1": 1.0}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['full_disk', 'r.json']
+
+
+# ----------------------------------------------------------------------------------------------
+# Two runs of one --experiment folder: one runs, the other stops in one line; summary.csv never
+# gets a row twice
+
+def test_run_folder_in_use_refuses_a_fresh_start_and_a_resume(tmp_path):
+    """While a process holds the run folder's lock (as a running train.py does), a run of that
+    --experiment is refused up front, a fresh start and a --resume alike, and writes nothing."""
+    from engine.files import try_lock
+    run = tmp_path / 'run'
+    run.mkdir()
+    lock, _ = try_lock(str(run / 'train.lock'))
+    argv = [*TINY, *DIGITS, '--output', tmp_path, '--experiment', 'run']
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            fresh, resumed = pool.map(lambda extra: run_script('train.py', *argv, *extra), ([], ['--resume', 'auto']))
+    finally:
+        lock.release()
+    assert error_line(fresh, 'train.py') == (
+        f'train.py: error: --experiment run: {run} is in use by a training run now (process {os.getpid()}): wait '
+        'for it to end, or pass another --experiment')
+    assert error_line(resumed, 'train.py') == (
+        f'train.py: error: --resume auto: {run} is in use by a training run now (process {os.getpid()}): resume it '
+        'once that run has ended (or stop it first)')
+    assert len(fresh.stderr.strip().splitlines()) == len(resumed.stderr.strip().splitlines()) == 1
+    assert os.listdir(run) == ['train.lock']
+
+
+def test_run_folder_lock_is_released_when_its_run_is_killed(tmp_path):
+    """A run killed (SIGKILL: no clean-up) leaves its folder free: the kernel drops the lock, and
+    --resume auto then starts the run again."""
+    argv = [*TINY, *DIGITS, '--output', tmp_path, '--experiment', 'run']
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *map(str, argv), '--max-steps-per-epoch',
+                             '1000', '--log-interval', '1'], env=ENV, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # (killed once it trains)
+            if line.startswith('Train: 0 ['):
+                break
+        proc.kill()
+    finally:
+        proc.wait(timeout=60)
+    result = run_script('train.py', *argv, '--resume', 'auto')
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_runs_started_at_once_on_one_folder(tmp_path):
+    """Two runs of one --experiment started together: one trains, the other stops in one line
+    (the folder is in use, or, if it started after the first ended, already holds a run), and
+    summary.csv has each epoch once."""
+    argv = [*TINY, *DIGITS, '--output', tmp_path, '--experiment', 'run']
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: run_script('train.py', *argv), range(2)))
+    assert sorted(r.returncode for r in results) == [0, 2], [r.stderr[-2000:] for r in results]
+    line = error_line(next(r for r in results if r.returncode), 'train.py')
+    assert 'is in use by a training run now' in line or 'already holds a training run' in line, line
+    assert [r.split(',')[0] for r in (tmp_path / 'run' / 'summary.csv').read_text().splitlines()] == ['epoch', '0']
