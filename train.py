@@ -585,7 +585,13 @@ def train(args, argv):
             sampler_train.set_epoch(epoch, start=step * args.batch_size * args.world_size)
         elif hasattr(dataset_train, 'set_epoch'):  # (webdataset shards: their shuffle follows the epoch)
             dataset_train.set_epoch(epoch)
-        lrs = [g['lr'] for g in optimizer.param_groups]  # the rate this epoch trains at (its first step's)
+        if lr_scheduler is not None and args.sched_on_updates and step:
+            # resumed mid-epoch: record the rate of the epoch's first step, as an unbroken run does
+            lr_scheduler.step_update(epoch * updates_per_epoch)
+            lrs = [g['lr'] for g in optimizer.param_groups]
+            lr_scheduler.step_update(epoch * updates_per_epoch + step)
+        else:
+            lrs = [g['lr'] for g in optimizer.param_groups]  # the rate this epoch trains at (its first step's)
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn, args, device, lr_scheduler, saver,
             amp_autocast, loss_scaler, model_ema, mixup_fn, updates_per_epoch, sampler=sampler_train,
