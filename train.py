@@ -5,8 +5,8 @@
         --epochs 300 --sched cosine --native-amp --img-size 224 --drop-path 0.2 --lr 1e-3 \
         --weight-decay 0.05 --aa rand-m9-mstd0.5-inc1 --smoothing 0.1 --mixup 0.8 --cutmix 1.0 \
         --reprob 0.25 --warmup-lr 1e-6 --warmup-epochs 20 --experiment DFFormer --task-name dfformer_s18
-    python train.py --dataset digits --model dfformer_s18 --img-size 64 ...   # built-in data, CPU
-    python train.py /my/folder --model dfformer_s18 --pretrained-path dfformer_s18.pth --img-size 384 ...
+    .venv/bin/python train.py --dataset digits --model dfformer_s18 --img-size 64 ...   # built-in data, CPU
+    .venv/bin/python train.py /my/folder --model dfformer_s18 --pretrained-path dfformer_s18.pth --img-size 384 ...
                                                             # fine-tune the released weights
 
 A thin driver over timm's data pipeline, mixup, losses, optimizers, schedulers, EMA, checkpoint
@@ -19,7 +19,7 @@ The log's first lines say the epochs (incl. cooldown), optimizer, lr, batch, inp
 
 On SIGTERM or SIGUSR1 every rank finishes its step, rank 0 writes a step-exact checkpoint and the
 run exits with code 75 (engine.resume.EXIT_PREEMPTED); `--resume auto --experiment NAME` continues
-it at the next step with the same data order and random state (see README, "Training on a cluster").
+it at the next step with the same data order and random state (see docs/training.md, "Preemption and `--resume auto`").
 """
 import argparse
 import logging
