@@ -438,10 +438,11 @@ def train(args, argv):
     utils.random_seed(args.seed, args.rank)
 
     # data first: its errors are the commonest and its class count sets the model's
+    readers = dict(processes=args.world_size, workers=args.workers)
     dataset_train = build_dataset(args.dataset, args.data_dir, args.train_split, is_training=True,
-                                  class_map=args.class_map, batch_size=args.batch_size, seed=args.seed)
+                                  class_map=args.class_map, batch_size=args.batch_size, seed=args.seed, **readers)
     dataset_eval = build_dataset(args.dataset, args.data_dir, args.val_split, is_training=False,
-                                 class_map=args.class_map)
+                                 class_map=args.class_map, **readers)
     check_same_classes(dataset_train, dataset_eval, args.class_map)
     data_classes = dataset_num_classes(dataset_train)
     args.num_classes = resolve_num_classes(args.num_classes, data_classes)

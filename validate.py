@@ -80,7 +80,8 @@ def main(argv=None):
             check_checkpoint_file('--checkpoint', ckpt, args.model, use_ema=args.use_ema)
     device = setup_device(args)
 
-    dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False, class_map=args.class_map)
+    dataset = build_dataset(args.dataset, args.data_dir, args.split, is_training=False, class_map=args.class_map,
+                            processes=args.world_size, workers=args.workers)
     num_classes = resolve_num_classes(args.num_classes, dataset_num_classes(dataset))
     model = create_model(args, num_classes=num_classes, img_size=model_img_size(args))
     model.to(device).eval()

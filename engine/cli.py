@@ -114,7 +114,8 @@ NUMERIC_RANGES = {
     'scale': (Above(0.), 1.), 'ratio': (Above(0.), None), 'cutmix_minmax': (Above(0.), 1.), 'std': (Above(0.), None),
     # the other scripts'
     'topk': (1, None), 'log_freq': (1, None), 'max_images': (1, None), 'tol': (0., None), 'n': (1, None),
-    'max_count': (1, None), 'max_size': (1., None), 'train_batch_size': (1, None), 'repeats': (1, None),
+    'max_count': (1, None), 'max_size': (1., None), 'shards_multiple': (1, None), 'train_batch_size': (1, None),
+    'repeats': (1, None),
     'iters': (1, None), 'threads': (0, None), 'shape': (MIN_IMG_SIZE, None),
 }
 

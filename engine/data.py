@@ -162,10 +162,31 @@ def _fatal_shard_errors():
     reader_wds._decode, reader_wds.log_and_continue = decode_naming_shard, raise_error
 
 
-def build_shards(name: str, root: Optional[str], split: str, is_training: bool, **kwargs):
+def check_shard_readers(root: str, split: str, shards: int, processes: int, workers: int, is_training: bool):
+    """timm's wds reader hands each reader (a loader worker of a process) every readers-th shard of
+    the epoch's shuffled list and has it yield an equal share of the samples. A reader without a
+    shard yields nothing: its process takes fewer steps than the others and, distributed, they wait
+    for it forever. Readers with unequal shard counts repeat some samples and skip others."""
+    readers = processes * max(1, workers)
+    if not is_training and processes == 1:
+        return  # (one process evaluates every shard whatever its workers get)
+    who = f'{readers} readers ({processes} process{"es" if processes > 1 else ""} x {max(1, workers)} loader ' \
+          f'worker{"s" if workers > 1 else ""})'
+    if shards < readers:
+        fewer = f'-j {shards // processes}' if shards >= processes else 'fewer processes'
+        raise DataError(f'{root}: {shards} {split} shards for {who}: every reader needs a shard of its own; pass '
+                        f'{fewer}, or make the shards with --shards-multiple {readers} (tools/make_shards.py)')
+    if is_training and shards % readers:
+        _logger.warning(f'{root}: {shards} {split} shards for {who}: readers get unequal shares, so each epoch '
+                        f'some samples are read twice and others not at all; make the shards with --shards-multiple '
+                        f'{readers} (tools/make_shards.py)')
+
+
+def build_shards(name: str, root: Optional[str], split: str, is_training: bool, processes: int = 1,
+                 workers: int = 0, **kwargs):
     """timm's webdataset reader over shards written by tools/make_shards.py (or any with timm's
-    _info.json): the index and every shard's presence and size are checked up front, the class
-    count comes from the index."""
+    _info.json): the index, every shard's presence and size, and the shard count against the
+    readers (`processes` x loader `workers`) are checked up front; the class count comes from the index."""
     import json
     info_path = os.path.join(root or '', '_info.json')
     if not root or not os.path.isfile(info_path):
@@ -183,6 +204,7 @@ def build_shards(name: str, root: Optional[str], split: str, is_training: bool, 
         problem = shard_problem(os.path.join(root, file), sizes[i] if sizes else None)
         if problem:
             raise DataError(f'{os.path.join(root, file)}: {problem}')
+    check_shard_readers(root, split, len(entry['filenames']), processes, workers, is_training)
     _fatal_shard_errors()
     dataset = create_dataset(name, root=root, split=split, is_training=is_training, **kwargs)
     if info.get('classes'):
@@ -191,9 +213,10 @@ def build_shards(name: str, root: Optional[str], split: str, is_training: bool, 
 
 
 def build_dataset(name: str, root: Optional[str], split: str, is_training: bool, class_map: str = '',
-                  batch_size: int = 1, seed: int = 42):
+                  batch_size: int = 1, seed: int = 42, processes: int = 1, workers: int = 0):
     """A dataset for timm's create_loader: 'digits', an ImageNet-style folder ('' / 'folder'),
-    webdataset shards ('wds/NAME', see build_shards) or any timm dataset name (torch/..., hfds/...)."""
+    webdataset shards ('wds/NAME', see build_shards; read by `processes` x loader `workers`) or any
+    timm dataset name (torch/..., hfds/...)."""
     if name == 'digits':
         return DigitsDataset(split)
     if name in ('', 'folder', 'imagefolder'):
@@ -201,8 +224,8 @@ def build_dataset(name: str, root: Optional[str], split: str, is_training: bool,
         check_class_folders(split_dir)
         return CheckedImageDataset(split_dir, class_map=class_map)
     if name.lower().startswith('wds/'):
-        return build_shards(name, root, split, is_training, class_map=class_map or None, batch_size=batch_size,
-                            seed=seed)
+        return build_shards(name, root, split, is_training, processes, workers, class_map=class_map or None,
+                            batch_size=batch_size, seed=seed)
     return create_dataset(name, root=root, split=split, is_training=is_training, class_map=class_map)
 
 

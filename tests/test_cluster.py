@@ -299,3 +299,84 @@ def test_shards_train_and_validate_as_the_folder(tmp_path):
             code, out = _run(cmd)
             last = out.strip().splitlines()[-1]
             assert code == 2 and 'Traceback' not in out and expected in last, out[-3000:]
+
+
+def _image_folder(root, classes, per_class):
+    import numpy as np
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    for split in ('train', 'val'):
+        for c in range(classes):
+            (root / split / f'n{c:02d}').mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray((rng.rand(40, 48, 3) * 80 + c * 10).astype(np.uint8)).save(
+                    root / split / f'n{c:02d}' / f'{i}.png')
+
+
+def test_each_reader_of_two_processes_reads_its_own_shards_once(tmp_path):
+    """--shards-multiple spreads the samples evenly over a shard count the readers divide: with 2
+    processes each reads its own shards and every sample once per epoch (12 one-image classes, so
+    the label names the sample), train.py runs on both, validate.py on 2 processes scores as on the
+    folder; too few shards for the readers is one line before any work."""
+    import json
+
+    from engine.data import build_dataset
+    folder, shards = tmp_path / 'imagenet', tmp_path / 'shards'
+    _image_folder(folder, 12, 1)
+    tool = [PY, os.path.join(ROOT, 'tools', 'make_shards.py'), str(folder), str(shards), '--name', 'tiny']
+    code, out = _run(tool + ['--max-count', '5', '--shards-multiple', '2'])
+    assert code == 0 and 'train: 12 samples in 4 shards' in out and 'validation: 12 samples in 4 shards' in out, out
+    info = json.loads((shards / '_info.json').read_text())
+    assert info['splits']['train']['shard_lengths'] == [3, 3, 3, 3]
+
+    for epoch in (0, 1):
+        seen = []
+        for rank in (0, 1):
+            dataset = build_dataset('wds/tiny', str(shards), 'train', is_training=True, batch_size=2, seed=1,
+                                    processes=2)
+            dataset.reader.dist_rank, dataset.reader.dist_num_replicas = rank, 2  # (read before the first sample)
+            dataset.set_epoch(epoch)
+            seen.append(sorted(target for _, target in dataset))
+        assert len(seen[0]) == len(seen[1]) == 6 and sorted(seen[0] + seen[1]) == list(range(12)), seen
+
+    port = 29500 + (os.getpid() + 7) % 1000
+    env = {'PYTHON': PY, 'MASTER_PORT': str(port)}
+    fast = ['--dataset', 'wds/tiny', '--model', 'dfformer_s18', '-j', '0', '--img-size', '32', '--epochs', '1',
+            '--warmup-epochs', '0', '--cooldown-epochs', '0', '--opt', 'adamw', '--lr', '1e-3',
+            '--output', str(tmp_path / 'out')]
+    code, out = _run(['bash', os.path.join(ROOT, 'distributed_train.sh'), '2', str(shards), '-b', '3',
+                      '--experiment', 'wds2'] + fast, env=env)
+    assert code == 0, out[-3000:]
+    assert '2 steps per epoch (of 2 per process, world size 2)' in out, out[-3000:]
+    checkpoint = tmp_path / 'out' / 'wds2' / 'last.pth.tar'
+    scores = {}
+    for name, cmd in (('folder', [PY, os.path.join(ROOT, 'validate.py'), str(folder)]),
+                      ('shards', ['bash', os.path.join(ROOT, 'distributed_validate.sh'), '2', str(shards),
+                                  '--dataset', 'wds/tiny'])):
+        code, out = _run(cmd + ['--model', 'dfformer_s18', '--img-size', '32', '-j', '0', '-b', '3',
+                                '--checkpoint', str(checkpoint), '--results-file', str(tmp_path / f'{name}.json')],
+                         env={**env, 'MASTER_PORT': str(port + 1)})
+        assert code == 0, out[-3000:]
+        scores[name] = json.loads((tmp_path / f'{name}.json').read_text())
+    assert [scores['shards'][k] for k in ('top1', 'top5')] == [scores['folder'][k] for k in ('top1', 'top5')]
+    assert scores['shards']['loss'] == pytest.approx(scores['folder']['loss'], abs=1e-5)
+
+    code, out = _run([PY, os.path.join(ROOT, 'train.py'), str(shards), '-b', '3', '--experiment', 'many'] + fast
+                     + ['-j', '5'])
+    last = out.strip().splitlines()[-1]
+    assert code == 2 and 'Traceback' not in out, out[-3000:]
+    assert last == (f'train.py: error: {shards}: 4 train shards for 5 readers (1 process x 5 loader workers): every '
+                    'reader needs a shard of its own; pass -j 4, or make the shards with --shards-multiple 5 '
+                    '(tools/make_shards.py)'), last
+
+
+def test_shard_count_the_readers_do_not_divide_is_a_warning(tmp_path, caplog):
+    from engine.data import build_dataset
+    folder, shards = tmp_path / 'imagenet', tmp_path / 'shards'
+    _image_folder(folder, 3, 2)
+    code, out = _run([PY, os.path.join(ROOT, 'tools', 'make_shards.py'), str(folder), str(shards), '--max-count', '2'])
+    assert code == 0 and 'train: 6 samples in 3 shards' in out, out
+    build_dataset('wds/imagenet', str(shards), 'train', is_training=True, processes=1, workers=2)
+    assert ('3 train shards for 2 readers (1 process x 2 loader workers): readers get unequal shares, so each epoch '
+            'some samples are read twice and others not at all; make the shards with --shards-multiple 2') \
+        in caplog.text

@@ -6,13 +6,18 @@
     .venv/bin/python tools/make_shards.py --verify /path/to/shards
 
 Each sample is the image file's bytes unchanged (<key>.jpg / .png / .webp) and its class index
-(<key>.cls); training samples are shuffled across shards (a shard then holds all classes). A new
-shard starts at --max-count samples or before --max-size bytes. OUT gets <name>-<split>-NNNNNN.tar
-per split ('train', 'validation'), classes.txt (the class folder names in index order) and _info.json
-(timm's split index: file names, samples per shard; here also each shard's byte size and the class
-names, which train.py / validate.py check before reading). Shards and the index are written through a
-temporary file, so an interrupted run leaves no partial shard under its final name. --verify reads
-every shard to its end and checks each sample's image and class index against the index.
+(<key>.cls); training samples are shuffled across shards (a shard then holds all classes). The
+shard count is what --max-count samples and --max-size bytes per shard need, rounded up to a
+multiple of --shards-multiple, and the samples are spread evenly over the shards (counts within
+one). timm's reader gives each reader (a loader worker of a process) every readers-th shard of the
+epoch and an equal share of samples: with --shards-multiple set to the readers, each reader gets as
+many shards and each sample is read once per epoch (but for one per reader where counts differ).
+OUT gets <name>-<split>-NNNNNN.tar per split ('train', 'validation'), classes.txt (the class folder
+names in index order) and _info.json (timm's split index: file names, samples per shard; here also
+each shard's byte size and the class names, which train.py / validate.py check before reading).
+Shards and the index are written through a temporary file, so an interrupted run leaves no partial
+shard under its final name. --verify reads every shard to its end and checks each sample's image
+and class index against the index.
 """
 import argparse
 import io
@@ -38,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument('--max-count', type=int, default=10000, help='samples per shard at most')
     p.add_argument('--max-size', type=float, default=1e9, help='bytes per shard at most (a larger image gets '
                    'a shard of its own)')
+    p.add_argument('--shards-multiple', type=int, default=1, help='make the shard count of each split a multiple '
+                   'of this: the readers of the training (processes x loader workers), so that each reads as many '
+                   'shards')
     p.add_argument('--seed', type=int, default=0, help='shuffle of the training samples across shards')
     p.add_argument('--verify', action='store_true', help='check the shards in DATA against their index')
     args = p.parse_args(argv)
@@ -67,33 +75,39 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes):
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_split(samples: list, out: str, prefix: str, max_count: int, max_size: float) -> dict:
-    """The samples as shards <prefix>-NNNNNN.tar; their index entry (timm's format + byte sizes)."""
-    filenames, lengths, sizes, shard = [], [], [], []
-
-    def flush():
-        name = f'{prefix}-{len(filenames):06d}.tar'
-        with atomic_path(os.path.join(out, name)) as tmp, tarfile.open(tmp, 'w', format=tarfile.USTAR_FORMAT) as tar:
-            for key, (path, label) in shard:
-                with open(path, 'rb') as f:
-                    _add(tar, f'{key}.{EXT[os.path.splitext(path)[1].lower()]}', f.read())
-                _add(tar, f'{key}.cls', str(label).encode())
-        filenames.append(name)
-        lengths.append(len(shard))
-        sizes.append(os.path.getsize(os.path.join(out, name)))
-        shard.clear()
-
-    size = 0
-    for key, sample in enumerate(samples):
+def _shard_count(samples: list, max_count: int, max_size: float, multiple: int) -> int:
+    """How many shards hold the samples in order within max_count and max_size, rounded up to a
+    multiple of `multiple`."""
+    count, in_shard, size = 0, 0, 0
+    for path, _ in samples:
         # 512-byte tar headers and padding for the image and the label
-        sample_size = 512 * (3 + -(-os.path.getsize(sample[0]) // 512))
-        if shard and (len(shard) >= max_count or size + sample_size > max_size):
-            flush()
-            size = 0
-        shard.append((f'{key:08d}', sample))
-        size += sample_size
-    if shard:
-        flush()
+        sample_size = 512 * (3 + -(-os.path.getsize(path) // 512))
+        if not in_shard or in_shard >= max_count or size + sample_size > max_size:
+            count, in_shard, size = count + 1, 0, 0
+        in_shard, size = in_shard + 1, size + sample_size
+    return -(-count // multiple) * multiple
+
+
+def write_split(samples: list, out: str, prefix: str, max_count: int, max_size: float, multiple: int = 1) -> dict:
+    """The samples as shards <prefix>-NNNNNN.tar of equal sample counts (within one); their index
+    entry (timm's format + byte sizes)."""
+    shards = _shard_count(samples, max_count, max_size, multiple)
+    if shards > len(samples):
+        raise DataError(f'{prefix}: {len(samples)} samples cannot fill {shards} shards (--shards-multiple '
+                        f'{multiple}): lower --shards-multiple')
+    filenames, lengths, sizes = [], [], []
+    for i in range(shards):
+        begin, end = len(samples) * i // shards, len(samples) * (i + 1) // shards
+        name = f'{prefix}-{i:06d}.tar'
+        with atomic_path(os.path.join(out, name)) as tmp, tarfile.open(tmp, 'w', format=tarfile.USTAR_FORMAT) as tar:
+            for key in range(begin, end):
+                path, label = samples[key]
+                with open(path, 'rb') as f:
+                    _add(tar, f'{key:08d}.{EXT[os.path.splitext(path)[1].lower()]}', f.read())
+                _add(tar, f'{key:08d}.cls', str(label).encode())
+        filenames.append(name)
+        lengths.append(end - begin)
+        sizes.append(os.path.getsize(os.path.join(out, name)))
     return {'num_samples': sum(lengths), 'filenames': filenames, 'shard_lengths': lengths, 'shard_bytes': sizes}
 
 
@@ -112,7 +126,7 @@ def make(args):
             random.Random(args.seed).shuffle(samples)
         os.makedirs(args.out, exist_ok=True)
         info['splits'][split] = {'name': split, **write_split(samples, args.out, f'{args.name}-{split}',
-                                                              args.max_count, args.max_size)}
+                                                              args.max_count, args.max_size, args.shards_multiple)}
         print(f'{split}: {len(samples)} samples in {len(info["splits"][split]["filenames"])} shards')
     info['classes'] = classes
     with atomic_open(os.path.join(args.out, 'classes.txt')) as f:
