@@ -170,12 +170,15 @@ def check_shard_readers(root: str, split: str, shards: int, processes: int, work
     readers = processes * max(1, workers)
     if not is_training and processes == 1:
         return  # (one process evaluates every shard whatever its workers get)
-    who = f'{readers} readers ({processes} process{"es" if processes > 1 else ""} x {max(1, workers)} loader ' \
-          f'worker{"s" if workers > 1 else ""})'
+    procs = f'{processes} process{"es" if processes > 1 else ""}'
+    who = f'{readers} readers ({procs} x {workers} loader worker{"s" if workers > 1 else ""})' if workers else \
+        f'{readers} reader{"s" if readers > 1 else ""} ({procs} without loader workers)'
     if shards < readers:
-        fewer = f'-j {shards // processes}' if shards >= processes else 'fewer processes'
-        raise DataError(f'{root}: {shards} {split} shards for {who}: every reader needs a shard of its own; pass '
-                        f'{fewer}, or make the shards with --shards-multiple {readers} (tools/make_shards.py)')
+        fewer = f'pass -j {shards // processes}' if shards >= processes else \
+            f'run at most {shards} process{"es" if shards > 1 else ""}'
+        raise DataError(f'{root}: {shards} {split} shard{"s" if shards > 1 else ""} for {who}: every reader '
+                        f'needs a shard of its own; {fewer}, or make the shards with --shards-multiple {readers} '
+                        '(tools/make_shards.py)')
     if is_training and shards % readers:
         _logger.warning(f'{root}: {shards} {split} shards for {who}: readers get unequal shares, so each epoch '
                         f'some samples are read twice and others not at all; make the shards with --shards-multiple '

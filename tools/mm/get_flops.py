@@ -2,7 +2,7 @@
 """MACs and parameters of a config's network, without data pre- and post-processing (as
 mmseg's and mmdet's get_flops), counted by models/flops.py (FFTs and complex products included).
 
-    python segmentation/tools/get_flops.py CONFIG --shape 512 512
+    .venv/bin/python segmentation/tools/get_flops.py CONFIG --shape 512 512
 """
 import argparse
 

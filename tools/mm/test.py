@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Evaluate a segmentor or detector checkpoint.
 
-    python segmentation/tools/test.py CONFIG CHECKPOINT [--work-dir D] [--out PATH] [--show] [--show-dir D]
+    .venv/bin/python segmentation/tools/test.py CONFIG CHECKPOINT [--work-dir D] [--out PATH] [--show] [--show-dir D]
         [--wait-time S] [--tta] [--cfg-options k=v ...] [--launcher pytorch]
 
 The options of mmseg 1.2.2's and mmdet 3.3.0's tools/test.py, for the task the config's

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a segmentor (Semantic FPN, mmseg) or a detector (RetinaNet / Mask R-CNN, mmdet).
 
-    python segmentation/tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp]
+    .venv/bin/python segmentation/tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp]
         [--seed S] [--deterministic] [--cfg-options k=v ...] [--launcher pytorch]
 
 On SIGTERM / SIGUSR1 the iteration in progress finishes, its checkpoint is written and the tool
