@@ -110,29 +110,87 @@ def test_transform_chosen_by_dtype_and_size(dtype, size, transform):
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('name', ['dfformer_s18', 'gfformer_s18'])
-def test_half_precision_models_take_the_dft_matrices(name, dtype, monkeypatch):
-    """A half-precision model at 224 px transforms its 14x14 and 7x7 maps by the DFT matrices in
-    its dtype, its 56x56 and 28x28 maps by the FFT in float32, whether cast whole or under
-    autocast."""
+def test_half_precision_models_take_the_half_precision_transforms(name, dtype, monkeypatch):
+    """A half-precision model at 224 px, in inference, transforms all its maps channels-last by the
+    1D DFT matrices in its dtype; under autocast, or with gradients, its 14x14 and 7x7 maps by the
+    2D DFT matrices in its dtype and its 56x56 and 28x28 maps by the FFT in float32 (a silent
+    fallback to another transform fails here)."""
     calls = []
-    for transform in (layers.FFT2, layers.MatmulDFT2):
+    for transform, spatial in ((layers.FFT2, slice(2, 4)), (layers.MatmulDFT2, slice(2, 4)),
+                               (layers.ChannelsLastDFT2, slice(1, 3))):
         forward = transform.forward
-        monkeypatch.setattr(transform, 'forward', lambda self, y, forward=forward: (
-            calls.append((type(self).__name__, tuple(y.shape[2:]), self.dtype)) or forward(self, y)))
+        monkeypatch.setattr(transform, 'forward', lambda self, y, forward=forward, spatial=spatial: (
+            calls.append((type(self).__name__, tuple(y.shape[spatial]), self.dtype)) or forward(self, y)))
     model = timm.create_model(name, depths=(1, 1, 1, 1), num_classes=3).eval()
     x = torch.randn(1, 3, 224, 224)
+    sizes = [(56, 56), (28, 28), (14, 14), (7, 7)]
     with torch.inference_mode():
         model.to(dtype)(x.to(dtype))
+        assert calls == [('ChannelsLastDFT2', size, dtype) for size in sizes]
+        calls.clear()
         with torch.autocast('cpu', dtype=dtype):
             model.float()(x)
+    out = model.to(dtype)(x.to(dtype))
     expected = [('FFT2', (56, 56), torch.float32), ('FFT2', (28, 28), torch.float32),
                 ('MatmulDFT2', (14, 14), dtype), ('MatmulDFT2', (7, 7), dtype)]
     assert calls == expected * 2
+    out.sum().backward()  # (a half-precision model trains through the Function)
+
+
+@pytest.mark.parametrize('dtype, size, chosen', [
+    (torch.bfloat16, (56, 56), True), (torch.float16, (7, 9), True), (torch.bfloat16, (64, 3), True),
+    (torch.bfloat16, (65, 8), False), (torch.float32, (14, 14), False), (torch.float64, (7, 7), False),
+], ids=str)
+def test_channels_last_transform_chosen_by_dtype_and_size(dtype, size, chosen):
+    dft = layers.channels_last_dft_for(size, dtype, torch.device('cpu'))
+    assert (type(dft) is layers.ChannelsLastDFT2 and dft.dtype == dtype) if chosen else dft is None
+    if chosen:  # a forced transform or an exportable model takes the others
+        with layers.spectral_transform('fft'):
+            assert layers.channels_last_dft_for(size, dtype, torch.device('cpu')) is None
+        with timm.layers.set_layer_config(exportable=True):
+            assert layers.channels_last_dft_for(size, dtype, torch.device('cpu')) is None
+
+
+@pytest.mark.parametrize('size', SIZES, ids=lambda s: f'{s[0]}x{s[1]}')
+def test_channels_last_transform_equals_fft(size):
+    H, W = size
+    dft = layers.ChannelsLastDFT2(*layers.separable_dft_matrices(H, W))
+    y = torch.randn(2, H, W, 3, dtype=torch.float64)
+    spectrum = torch.fft.rfft2(y.permute(0, 3, 1, 2), norm='ortho')  # (B, C, H, K)
+    planes = torch.stack((spectrum.real, spectrum.imag), 2).permute(0, 3, 2, 4, 1)  # (B, H, 2, K, C)
+    assert (dft.forward(y) - planes).abs().max() <= TOL
+    z = torch.randn(2, 3, H, W // 2 + 1, dtype=torch.complex128)
+    z_planes = torch.stack((z.real, z.imag), 2).permute(0, 3, 2, 4, 1).contiguous()
+    assert (dft.inverse(z_planes, size) - torch.fft.irfft2(z, s=size, norm='ortho').permute(0, 2, 3, 1)).abs().max() \
+        <= TOL
+
+
+@pytest.mark.parametrize('mixer', ['dynamic_filter', 'global_filter'])
+@pytest.mark.parametrize('size', SIZES, ids=lambda s: f'{s[0]}x{s[1]}')
+def test_channels_last_mixer_equals_plain_formula(mixer, size, plain_formulas, monkeypatch):
+    """The mixer's half-precision inference path, run in float64, against the plain formula."""
+    torch.manual_seed(0)
+    module = dff.TOKEN_MIXERS[mixer](12, size=(6, 5)).double().eval()
+    _perturb(module)
+    x = torch.randn(2, *size, 12, dtype=torch.float64)
+    taken = []
+    monkeypatch.setattr(mixers, 'channels_last_dft_for', lambda size, dtype, device: taken.append(size) or (
+        layers.ChannelsLastDFT2(*layers.separable_dft_matrices(*size))))
+    with torch.no_grad():
+        ours = module(x)
+        assert taken == [size]
+        plain_formulas()
+        monkeypatch.setattr(mixers, 'channels_last_dft_for', lambda size, dtype, device: None)
+        assert (ours - module(x)).abs().max() <= TOL
 
 
 def test_star_relu_equals_plain_formula(plain_formulas):
-    module = layers.StarReLU(scale_value=0.8, bias_value=-0.3).double()
-    _assert_same(module, torch.randn(3, 5, 7, dtype=torch.float64), plain_formulas)
+    module = layers.StarReLU(scale_value=0.8, bias_value=-0.3, inplace=True).double()
+    x = torch.randn(3, 5, 7, dtype=torch.float64)
+    with torch.no_grad():
+        inference = module(x.clone())  # (in place, in x's buffer)
+    _assert_same(module, x, plain_formulas)
+    assert (inference - module(x)).abs().max() <= TOL
 
 
 @pytest.mark.parametrize('name', ['dfformer_s18', 'gfformer_s18', 'dfformer_s18_afno', 'cdfformer_s18'])

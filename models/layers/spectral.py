@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from timm.models import register_notrace_function
 from torch import Tensor
 
-from .dft import FFT2, MatmulDFT2, dft_for
+from .dft import FFT2, ChannelsLastDFT2, MatmulDFT2, dft_for
 
 __all__ = ['filter_shape', 'global_filters', 'mix_filter_bases', 'resize_filter_bases', 'spectral_dtype',
-           'spectral_mix', 'to_spectral_dtype']
+           'spectral_mix', 'spectral_mix_channels_last', 'to_spectral_dtype']
 
 
 def filter_shape(size: Tuple[int, int]) -> Tuple[int, int]:
@@ -178,6 +178,31 @@ class _SpectralMix(torch.autograd.Function):
                 grad_y = dft.forward_adjoint(grad_filtered, (H, W)).to(y.dtype)
         # (autograd casts each gradient to its input's dtype)
         return grad_y, grad_routing, grad_planes, grad_proj, None
+
+
+def _complex_mul_planes_(a: Tensor, b: Tensor) -> Tensor:
+    """a *= b, in place, for spectra with their real and imaginary planes at dim 2, (B, H, 2, K, C)."""
+    a_re, a_im, b_re, b_im = a[:, :, 0], a[:, :, 1], b[:, :, 0], b[:, :, 1]
+    cross = a_re * b_im
+    a_re.mul_(b_re).addcmul_(a_im, b_im, value=-1)
+    a_im.mul_(b_re).add_(cross)
+    return a
+
+
+@torch.jit.unused
+def spectral_mix_channels_last(y: Tensor, routing: Optional[Tensor], bases: Tensor, proj_weight: Tensor,
+                               dft: ChannelsLastDFT2) -> Tensor:
+    """`spectral_mix` of channels-last y (B, H, W, M) by `dft`, without autograd: for half-precision
+    inference, with the filters, their product and the projection in y's dtype (like every other
+    layer of a half-precision model). Returns (B, H, W, C)."""
+    B, H, W, M = y.shape
+    K = W // 2 + 1
+    planes = _basis_planes(bases, (H, K))  # (N, H * K * 2): (kh, kw, real / imag)
+    planes = planes.view(-1, H, K, 2).transpose(2, 3).reshape(planes.shape[0], -1).t().to(y.dtype)  # (H2K, N)
+    filters = planes if routing is None else torch.matmul(planes, routing.to(y.dtype))  # (H2K, M) or (B, H2K, M)
+    spectrum = _complex_mul_planes_(dft.forward(y), filters.view(-1, H, 2, K, M))
+    projected = F.linear(spectrum.view(B, -1, M), proj_weight.to(y.dtype))  # (B, H2K, C)
+    return dft.inverse(projected.view(B, H, 2, K, -1), (H, W))
 
 
 def _low_precision(y: Tensor) -> Optional[torch.dtype]:

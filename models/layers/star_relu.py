@@ -7,6 +7,16 @@ from torch import Tensor
 __all__ = ['StarReLU']
 
 
+@torch.jit.unused
+def _square_scale_shift_(y: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+    """scale * y**2 + bias, written into y."""
+    if y.device.type == 'cpu' and not torch.compiler.is_compiling():
+        # one pass over the largest activations instead of three (the scale as a Python number:
+        # reading it is free on the CPU, a wait for the device on a GPU)
+        return torch.addcmul(bias, y, y, value=scale.item(), out=y)
+    return y.mul_(y).mul_(scale).add_(bias)
+
+
 class _StarReLUFunction(torch.autograd.Function):
     """s * relu(x)**2 + b saving only x for backward (autograd's formula keeps relu(x) and
     relu(x)**2, two more tensors of x's size: the largest activations of the network), and
@@ -15,8 +25,7 @@ class _StarReLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(x, scale)
-        y = F.relu(x)
-        return y.mul_(y).mul_(scale).add_(bias)
+        return _square_scale_shift_(F.relu(x), scale, bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -49,6 +58,5 @@ class StarReLU(metaformer.StarReLU):
         # casts back: two more passes over the largest activations).
         scale, bias = self.scale.to(x.dtype), self.bias.to(x.dtype)
         if self.inplace and not torch.is_grad_enabled():
-            x = x.relu_()
-            return x.mul_(x).mul_(scale).add_(bias)
+            return _square_scale_shift_(x.relu_(), scale, bias)
         return _StarReLUFunction.apply(x, scale, bias)
