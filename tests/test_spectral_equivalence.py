@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import models.dfformer as dff
 from models import layers
-from models.layers import mixers
+from models.layers import mixers, spectral
 
 TOL = 1e-10
 
@@ -174,13 +174,13 @@ def test_channels_last_mixer_equals_plain_formula(mixer, size, plain_formulas, m
     _perturb(module)
     x = torch.randn(2, *size, 12, dtype=torch.float64)
     taken = []
-    monkeypatch.setattr(mixers, 'channels_last_dft_for', lambda size, dtype, device: taken.append(size) or (
+    monkeypatch.setattr(spectral, 'channels_last_dft_for', lambda size, dtype, device: taken.append(size) or (
         layers.ChannelsLastDFT2(*layers.separable_dft_matrices(*size))))
     with torch.no_grad():
         ours = module(x)
         assert taken == [size]
         plain_formulas()
-        monkeypatch.setattr(mixers, 'channels_last_dft_for', lambda size, dtype, device: None)
+        monkeypatch.setattr(spectral, 'channels_last_dft_for', lambda size, dtype, device: None)
         assert (ours - module(x)).abs().max() <= TOL
 
 

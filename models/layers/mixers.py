@@ -9,9 +9,10 @@ from timm.layers import Mlp, to_2tuple
 from timm.models import register_notrace_module
 from torch import Tensor
 
-from .dft import FFT2, channels_last_dft_for, dft_for
+from .dft import FFT2, dft_for
 from .pointwise import pointwise, pointwise_to_channels_first
 from .spectral import (
+    channels_last_dft,
     filter_shape,
     global_filters,
     mix_filter_bases,
@@ -71,21 +72,12 @@ class DynamicFilter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         routing = self.routing(x)
         if not torch.jit.is_scripting():
-            dft = self._channels_last_dft(x)
+            dft = channels_last_dft(x, self.parameters())
             if dft is not None:  # half-precision inference: the maps stay channels-last
                 y = self.act1(pointwise(x, self.pwconv1.weight))
                 return spectral_mix_channels_last(y, routing, self.complex_weights, self.pwconv2.weight, dft)
         y = self.act1(pointwise_to_channels_first(x, self.pwconv1.weight))
         return spectral_mix(y, routing, self.complex_weights, self.pwconv2.weight, x.dtype)
-
-    @torch.jit.unused
-    def _channels_last_dft(self, x: Tensor):
-        """The channels-last transform for a half-precision model's inference (no autocast, no
-        gradient), else None (measured in docs/performance.md)."""
-        if torch.is_autocast_enabled(x.device.type) or (torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters()))):
-            return None
-        return channels_last_dft_for((x.shape[1], x.shape[2]), x.dtype, x.device)
 
 
 class GlobalFilter(DynamicFilter):

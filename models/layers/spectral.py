@@ -9,17 +9,17 @@ spectrum, the filters and the filtered spectrum (each as large as the input) are
 and the adjoint transforms are written out. Compared in float64 with the plain formula in
 tests/test_spectral_equivalence.py.
 """
-from typing import Optional, Tuple, Union
+from typing import Iterable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from timm.models import register_notrace_function
 from torch import Tensor
 
-from .dft import FFT2, ChannelsLastDFT2, MatmulDFT2, dft_for
+from .dft import FFT2, ChannelsLastDFT2, MatmulDFT2, channels_last_dft_for, dft_for
 
-__all__ = ['filter_shape', 'global_filters', 'mix_filter_bases', 'resize_filter_bases', 'spectral_dtype',
-           'spectral_mix', 'spectral_mix_channels_last', 'to_spectral_dtype']
+__all__ = ['channels_last_dft', 'filter_shape', 'global_filters', 'mix_filter_bases', 'resize_filter_bases',
+           'spectral_dtype', 'spectral_mix', 'spectral_mix_channels_last', 'to_spectral_dtype']
 
 
 def filter_shape(size: Tuple[int, int]) -> Tuple[int, int]:
@@ -72,6 +72,10 @@ def _autocast_enabled(x: Tensor) -> bool:
     if torch.jit.is_scripting():
         return False
     return torch.is_autocast_enabled(x.device.type)
+
+
+def _needs_grad(tensors: Iterable[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 @torch.jit.unused
@@ -190,6 +194,15 @@ def _complex_mul_planes_(a: Tensor, b: Tensor) -> Tensor:
 
 
 @torch.jit.unused
+def channels_last_dft(x: Tensor, tensors: Iterable[Tensor]) -> Optional[ChannelsLastDFT2]:
+    """The channels-last transform for the (B, H, W, C) maps x of a half-precision model in inference
+    (no autocast, no gradient for x or `tensors`: the mixer's parameters), else None."""
+    if _autocast_enabled(x) or _needs_grad([x, *tensors]):
+        return None
+    return channels_last_dft_for((x.shape[1], x.shape[2]), x.dtype, x.device)
+
+
+@torch.jit.unused
 def spectral_mix_channels_last(y: Tensor, routing: Optional[Tensor], bases: Tensor, proj_weight: Tensor,
                                dft: ChannelsLastDFT2) -> Tensor:
     """`spectral_mix` of channels-last y (B, H, W, M) by `dft`, without autograd: for half-precision
@@ -233,7 +246,7 @@ def _spectral_mix_eager(y: Tensor, routing: Optional[Tensor], bases: Tensor, pro
     dft = dft_for((H, W), low or planes.dtype, y.device)
     inputs = (y, planes, proj_weight) + ((routing,) if routing is not None else ())
     with torch.autocast(y.device.type, enabled=False):  # (the dtypes above are the choice)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        if _needs_grad(inputs):
             out = _SpectralMix.apply(y, routing, planes, proj_weight, dft)
         else:
             out = _mix(y, _filter_planes(routing, planes), proj_weight, dft)
