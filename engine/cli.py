@@ -419,7 +419,10 @@ def errors_as_one_line(errors: Tuple[type, ...], line: Callable[[BaseException],
         code = getattr(e, 'exit_code', 2)
         sys.stdout.flush()
         for each in getattr(e, 'lines', None) or [text]:
-            print(f'{prefix}{"error: " if code == 2 else ""}{each}', file=sys.stderr, flush=True)
+            # one write per line: print() writes the text and its newline apart, and the lines of
+            # processes sharing a pipe (torchrun's ranks) then run into each other
+            sys.stderr.write(f'{prefix}{"error: " if code == 2 else ""}{each}\n')
+            sys.stderr.flush()
         sys.exit(code)
 
 
