@@ -14,6 +14,7 @@ from .dft import (
     spectral_transform,
 )
 from .mixers import AFNO, DynamicFilter, GlobalFilter, SepConv
+from .plan import device_path, path_device_type
 from .pointwise import ChannelMlp, pointwise, pointwise_to_channels_first
 from .spectral import (
     filter_shape,
@@ -31,5 +32,5 @@ __all__ = [
     'FFT2', 'GlobalFilter', 'MatmulDFT2', 'SepConv', 'StarReLU', 'channels_last_dft_for', 'dft_for', 'dft_matrices',
     'filter_shape', 'global_filters', 'mix_filter_bases', 'pointwise', 'pointwise_to_channels_first',
     'resize_filter_bases', 'separable_dft_matrices', 'spectral_mix', 'spectral_mix_channels_last',
-    'spectral_transform', 'to_spectral_dtype',
+    'spectral_transform', 'to_spectral_dtype', 'device_path', 'path_device_type',
 ]
