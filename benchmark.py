@@ -5,6 +5,17 @@
     .venv/bin/python benchmark.py --sweep --img-size 224 384 512 768 1024 --csv docs/sweep.csv --plot-dir docs
     .venv/bin/python benchmark.py --targets   # the measures of the performance targets, as ratios to convformer_s18
     .venv/bin/python benchmark.py --targets --precisions bf16-autocast   # one precision's table
+    python3 benchmark.py --gpu --csv gpu_out/benchmark-gpu.csv   # the GPU preset (GPU_ROWS), about 6 min on an H200
+    python3 benchmark.py --profile dfformer_s18 convformer_s18 --profile-dir gpu_out   # one bf16 training step
+    .venv/bin/python benchmark.py --gpu --device cpu --gpu-scale tiny --csv /tmp/g.csv   # the preset's path, on CPU
+
+--gpu measures GPU_MODELS against convformer_s18 in every row of GPU_ROWS (precision, mode, compile,
+size, batch): the models of a row built in one process, warmed up, timed in interleaved rounds,
+img/s from the median round, peak memory (torch.cuda.max_memory_allocated) and both as ratios to
+convformer_s18 in the same row. A model that fails in a row (out of memory, a compile error) gets
+its error in its CSV row and the run goes on; --time-budget skips what would not fit (also
+recorded). The CSV is rewritten after every row, so a run cut short keeps what it measured; the
+markdown table goes beside it (.md) and is printed last. tools/gpu_check.sh runs it.
 
 --targets measures dfformer_s18 and cdfformer_s18 against convformer_s18 in every precision users
 run (TARGET_MEASURES): float32, bf16 and fp16 autocast, and the whole model cast to bf16 / fp16;
@@ -20,8 +31,10 @@ Peak memory: CUDA max allocated bytes; on CPU, the peak resident memory of the p
 during the step above what it held before (Linux high-water mark, reset before each step).
 """
 import argparse
+import copy
 import csv
 import ctypes
+import datetime
 import gc
 import logging
 import os
@@ -29,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import timm
 import torch
@@ -68,8 +81,25 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     p.add_argument('--csv', default='', help='write the results to this CSV file')
     p.add_argument('--plot-dir', default='', help='write throughput and memory plots (PNG) here')
+    p.add_argument('--gpu', action='store_true',
+                   help='the GPU preset: every row of GPU_ROWS (--models and --precisions filter them); '
+                        'CSV default benchmark-gpu-<date>.csv')
+    p.add_argument('--gpu-scale', default='full', choices=['full', 'tiny'],
+                   help='--gpu / --profile: tiny runs the same path at batch 2, 64-96 px, one round, no '
+                        'compiled rows (a check on CPU: --device cpu)')
+    p.add_argument('--time-budget', type=float, default=None,
+                   help='--gpu: seconds; a model whose row would end past it is skipped (recorded in the CSV); '
+                        '0: no limit (default 330, tiny: 0)')
+    p.add_argument('--profile', nargs='+', default=None, metavar='MODEL',
+                   help='torch.profiler tables of one bf16-autocast training step (batch 128, 224 px) of each '
+                        'model, written to --profile-dir as profile-MODEL.txt')
+    p.add_argument('--profile-dir', default='.', help='--profile: folder of the tables')
     args = p.parse_args(argv)
     check_numbers(p, args)
+    if args.time_budget is not None and not (0 <= args.time_budget < float('inf')):
+        p.error(f'--time-budget {args.time_budget}: must be a finite number >= 0 (0: no limit)')
+    if args.gpu or args.profile:
+        return _parse_gpu_args(p, args)
     if args.sweep:
         args.models = args.models or S18_MODELS
         args.img_size = args.img_size or [224, 384, 512, 768, 1024]
@@ -92,6 +122,28 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if not timm.is_model(m)]
     if unknown:
         p.error(f'unknown model(s) {unknown}; see timm.list_models() (ours: {sorted(models.MODEL_ARCHS)})')
+    return args
+
+
+def _parse_gpu_args(p: argparse.ArgumentParser, args):
+    """The options of --gpu and --profile (their own defaults; the general ones below do not apply)."""
+    if args.gpu and (args.sweep or args.targets) or args.profile and (args.gpu or args.sweep or args.targets):
+        p.error('--gpu, --profile, --sweep and --targets are separate presets: give one')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        p.error(f'--device {args.device}: no CUDA device here (on CPU: --device cpu --gpu-scale tiny)')
+    if not args.device.startswith('cuda') and args.gpu_scale == 'full':
+        p.error(f'--device {args.device} at --gpu-scale full: the GPU sizes (batch 128-256) take hours on a '
+                'CPU; add --gpu-scale tiny to run the same path at a small size')
+    names = (args.models or []) + (args.profile or [])
+    unknown = [m for m in names if not timm.is_model(m)]
+    if unknown:
+        p.error(f'unknown model(s) {unknown}; see timm.list_models() (ours: {sorted(models.MODEL_ARCHS)})')
+    args.precisions = args.precisions or [
+        p for p in PRECISIONS if args.device.startswith('cuda') or torch.float16 not in PRECISIONS[p]]
+    if args.time_budget is None:
+        args.time_budget = 330.0 if args.gpu_scale == 'full' else 0.0
+    if args.gpu and not args.csv:
+        args.csv = f'benchmark-gpu-{datetime.date.today().isoformat()}.csv'
     return args
 
 
@@ -321,10 +373,11 @@ def run(args) -> List[Dict]:
     return results
 
 
-def _add_ratios(results: List[Dict], baseline: str):
-    base = {(r['img_size'], r['mode']): r for r in results if r['model'] == baseline}
+def _add_ratios(results: List[Dict], baseline: str, key: Sequence[str] = ('img_size', 'mode')):
+    """speed_ratio and mem_ratio of every result against the baseline's result of the same `key`."""
+    base = {tuple(r[k] for k in key): r for r in results if r['model'] == baseline}
     for r in results:
-        b = base.get((r['img_size'], r['mode']))
+        b = base.get(tuple(r[k] for k in key))
         r['speed_ratio'] = r['img_per_sec'] / b['img_per_sec'] if b else float('nan')
         r['mem_ratio'] = r['peak_mem_mb'] / b['peak_mem_mb'] if b and b['peak_mem_mb'] else float('nan')
 
@@ -337,12 +390,238 @@ def print_table(results: List[Dict], baseline: str, file=sys.stdout):
               f'{r["peak_mem_mb"]:>9.0f} {r["speed_ratio"]:>24.3f} {r["mem_ratio"]:>22.3f}', file=file)
 
 
+class GpuRow(NamedTuple):
+    """One row of the --gpu preset: every model of `models` measured in `precision` (PRECISIONS),
+    interleaved: `warmup` steps each, then `rounds` rounds of `iters` timed steps. `est_s`: about
+    how many seconds one model of the row takes on an H200, build, warm-up (compile) and timing,
+    for --time-budget."""
+    precision: str
+    mode: str  # 'train' (forward, backward, SGD step) or 'infer' (inference_mode)
+    img_size: int
+    batch: int
+    compile: bool = False  # torch.compile (inductor, default mode)
+    warmup: int = 2
+    rounds: int = 3
+    iters: int = 5
+    est_s: float = 5.0
+    models: Sequence[str] = ('convformer_s18', 'caformer_s18', 'dfformer_s18', 'cdfformer_s18')
+
+
+GPU_MODELS = GpuRow._field_defaults['models']
+GPU_COMPILE_MODELS = ('convformer_s18', 'dfformer_s18', 'cdfformer_s18')
+# The rows of `benchmark.py --gpu`, in the order they run (the eager rows first: a --time-budget cut
+# falls on the compiled ones). About 2 minutes of eager rows and 3-4 of compiled ones on an H200.
+GPU_ROWS = [
+    GpuRow('fp16-autocast', 'train', 224, 128),
+    GpuRow('fp16-autocast', 'infer', 224, 256),
+    GpuRow('bf16-autocast', 'train', 224, 128),
+    GpuRow('bf16-autocast', 'infer', 224, 256),
+    GpuRow('fp16-autocast', 'train', 224, 8, iters=10),
+    GpuRow('fp16-autocast', 'train', 512, 8, iters=10),
+    GpuRow('fp16-autocast', 'infer', 224, 16, iters=10),
+    GpuRow('fp16', 'infer', 224, 256),
+    GpuRow('bf16', 'infer', 224, 256),
+    GpuRow('float32', 'train', 224, 128, iters=3),
+    GpuRow('float32', 'infer', 224, 256),
+    GpuRow('bf16-autocast', 'infer', 224, 256, compile=True, est_s=60, models=GPU_COMPILE_MODELS),
+    GpuRow('bf16-autocast', 'train', 224, 128, compile=True, est_s=90, models=GPU_COMPILE_MODELS),
+]
+# --gpu-scale tiny: the same rows at these sizes, batch 2, one warm-up step and one round of one
+# step, without the compiled rows (and, on CPU, without float16: --precisions).
+GPU_TINY_SIZES = {224: 64, 512: 96}
+# The key of a result of the --gpu preset (its ratios are against the baseline of the same key).
+GPU_KEY = ('precision', 'mode', 'compile', 'img_size', 'batch_size')
+
+
+def gpu_rows(args) -> List[GpuRow]:
+    """GPU_ROWS at args.gpu_scale, filtered by --precisions and --models (the baseline stays)."""
+    rows = []
+    for row in GPU_ROWS:
+        if row.precision not in args.precisions or args.gpu_scale == 'tiny' and row.compile:
+            continue
+        names = [m for m in row.models if not args.models or m in args.models or m == args.baseline]
+        if args.models:
+            names += [m for m in args.models if m not in names and not row.compile]
+        if args.gpu_scale == 'tiny':
+            row = row._replace(img_size=GPU_TINY_SIZES.get(row.img_size, 64), batch=2, warmup=1, rounds=1,
+                               iters=1, est_s=1.0)
+        rows.append(row._replace(models=tuple(names)))
+    return rows
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line for a CSV cell: its type and the first line of its message."""
+    text = next((line.strip() for line in str(e).splitlines() if line.strip()), '')
+    return f'{type(e).__name__}: {text}'[:limit]
+
+
+def _free(device: str):
+    gc.collect()
+    if device.startswith('cuda'):
+        torch.cuda.empty_cache()
+
+
+def _measure_gpu_row(args, row: GpuRow, start: float) -> List[Dict]:
+    """One row of the preset with Runner's round-robin; a model that fails gets its error instead."""
+    row_args = copy.copy(args)
+    row_args.compile, row_args.amp, row_args.channels_last = row.compile, '', False
+    train = row.mode == 'train'
+    setattr(row_args, 'train_batch_size' if train else 'batch_size', row.batch)
+    nan = float('nan')
+    results, runners = {}, []
+    for name in row.models:
+        results[name] = dict(precision=row.precision, mode=row.mode, compile=int(row.compile),
+                             img_size=row.img_size, batch_size=row.batch, model=name, img_per_sec=nan,
+                             speed_ratio=nan, peak_mem_mb=nan, mem_ratio=nan, warmup_s=nan, rounds=row.rounds,
+                             iters=row.iters, error='')
+        elapsed = time.perf_counter() - start
+        if args.time_budget and elapsed + row.est_s > args.time_budget:
+            results[name]['error'] = (f'skipped: at {elapsed:.0f} s, about {row.est_s:.0f} s more would pass '
+                                      f'--time-budget {args.time_budget:.0f}')
+            continue
+        runner = None
+        try:
+            t0 = time.perf_counter()
+            runner = Runner(row_args, name, row.img_size, train, row.precision)
+            for _ in range(row.warmup):
+                runner.step()  # (and the compile, the cuDNN autotuning)
+            results[name]['warmup_s'] = time.perf_counter() - t0
+            runners.append(runner)
+        except Exception as e:  # noqa: BLE001 (any failure of one model: recorded, the others go on)
+            results[name]['error'] = _one_line(e)
+        del runner
+        _free(args.device)
+    for _ in range(row.rounds):
+        for runner in list(runners):
+            try:
+                runner.measure(row.iters)
+            except Exception as e:  # noqa: BLE001
+                results[runner.name]['error'] = _one_line(e)
+                runners.remove(runner)
+                del runner
+                _free(args.device)
+    for runner in runners:
+        measured = runner.result()
+        results[runner.name].update(img_per_sec=measured['img_per_sec'], peak_mem_mb=measured['peak_mem_mb'])
+    del runners
+    if row.compile:
+        torch._dynamo.reset()
+    _free(args.device)
+    return list(results.values())
+
+
+def run_gpu(args) -> List[Dict]:
+    """Every row of gpu_rows(args); the CSV (and its .md table) rewritten after each row."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith('cuda'):
+        torch.backends.cudnn.benchmark = True
+    rows = gpu_rows(args)
+    start = time.perf_counter()
+    results: List[Dict] = []
+    for i, row in enumerate(rows):
+        measured = _measure_gpu_row(args, row, start)
+        results += measured
+        _add_ratios(results, args.baseline, GPU_KEY)
+        print(f'[{time.perf_counter() - start:5.0f} s] row {i + 1}/{len(rows)} {row.precision} {row.mode}'
+              f'{" compiled" if row.compile else ""} {row.img_size} px b{row.batch}: '
+              + ', '.join(f'{r["model"]} ' + (f'{r["img_per_sec"]:.0f} img/s' if r['img_per_sec'] == r['img_per_sec']
+                                             else 'failed') for r in measured), flush=True)
+        if args.csv:
+            write_csv(results, args.csv)
+            with open(os.path.splitext(args.csv)[0] + '.md', 'w') as f:
+                print_gpu_table(results, args.baseline, file=f)
+    args.elapsed_s = time.perf_counter() - start
+    return results
+
+
+def _fmt(value: float, spec: str) -> str:
+    return format(value, spec) if value == value else '-'
+
+
+def print_gpu_table(results: List[Dict], baseline: str, file=None):
+    """The --gpu results as a markdown table (the errors after it, one line each)."""
+    file = file or sys.stdout
+    print(f'| precision | mode | compiled | px | batch | model | img/s | x {baseline} | peak MiB | memory x '
+          '| warm-up s |', file=file)
+    print('| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |', file=file)
+    for r in results:
+        print(f'| {r["precision"]} | {r["mode"]} | {"yes" if r["compile"] else "no"} | {r["img_size"]} | '
+              f'{r["batch_size"]} | {r["model"]} | {_fmt(r["img_per_sec"], ".0f")} | {_fmt(r["speed_ratio"], ".2f")} '
+              f'| {_fmt(r["peak_mem_mb"], ".0f")} | {_fmt(r["mem_ratio"], ".2f")} | {_fmt(r["warmup_s"], ".1f")} |',
+              file=file)
+    errors = [r for r in results if r['error']]
+    if errors:
+        print('', file=file)
+    for r in errors:
+        print(f'- {r["precision"]} {r["mode"]}{" compiled" if r["compile"] else ""} {r["img_size"]} px '
+              f'b{r["batch_size"]} {r["model"]}: {r["error"]}', file=file)
+
+
+def run_profile(args) -> List[Dict]:
+    """torch.profiler over one bf16-autocast training step of each of args.profile (after warm-up):
+    the top CUDA kernels by their own CUDA time and the top ops by host (CPU) time, written to
+    args.profile_dir/profile-MODEL.txt; returns one summary per model."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import EventList
+    from torch.profiler import ProfilerActivity, profile
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = args.device.startswith('cuda')
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    size, batch, steps = (224, 128, 5) if args.gpu_scale == 'full' else (64, 2, 1)
+    args.train_batch_size, args.compile, args.amp = batch, False, ''
+    os.makedirs(args.profile_dir, exist_ok=True)
+    summaries = []
+    for name in args.profile:
+        runner = Runner(args, name, size, True, 'bf16-autocast')
+        for _ in range(3):
+            runner.step()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            runner.step()
+            times.append(time.perf_counter() - t0)
+        step_ms = statistics.median(times) * 1e3
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            t0 = time.perf_counter()
+            runner.step()
+            profiled_ms = (time.perf_counter() - t0) * 1e3
+        events = prof.key_averages()
+        kernels = EventList([e for e in events if e.device_type == DeviceType.CUDA])
+        kernel_ms = sum(e.self_device_time_total for e in kernels) / 1e3
+        summary = dict(model=name, img_size=size, batch_size=batch, step_ms=step_ms, profiled_ms=profiled_ms,
+                       kernel_ms=kernel_ms, kernels=sum(e.count for e in kernels),
+                       top_kernel=max(kernels, key=lambda e: e.self_device_time_total).key if kernels else '-')
+        path = os.path.join(args.profile_dir, f'profile-{name}.txt')
+        with open(path, 'w') as f:
+            print(f'# {name}: one bf16-autocast training step, batch {batch}, {size} px; {machine_description(args)}',
+                  file=f)
+            print(f'# step of {name}: {step_ms:.1f} ms (median of {steps}, unprofiled), {profiled_ms:.1f} ms '
+                  f'profiled; CUDA kernels {kernel_ms:.1f} ms in {summary["kernels"]} launches '
+                  f'({100 * kernel_ms / profiled_ms:.0f}% of the profiled step)', file=f)
+            if kernels:
+                print('\n## top 25 CUDA kernels by their own CUDA time\n', file=f)
+                print(kernels.table(sort_by='self_device_time_total', row_limit=25, max_name_column_width=90), file=f)
+            print('\n## top 25 ops by their own host (CPU) time\n', file=f)
+            print(events.table(sort_by='self_cpu_time_total', row_limit=25, max_name_column_width=70), file=f)
+        print(f'wrote {path}: step {step_ms:.1f} ms, kernels {kernel_ms:.1f} ms in {summary["kernels"]} launches, '
+              f'top {summary["top_kernel"][:60]}', flush=True)
+        summaries.append(summary)
+        del runner, prof, events, kernels
+        _free(args.device)
+    return summaries
+
+
 def write_csv(results: List[Dict], path: str):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w', newline='') as f:
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(results[0].keys()))
         writer.writeheader()
         writer.writerows(results)
+    os.replace(tmp, path)  # (a run killed while it writes keeps the last whole file)
 
 
 def plot(results: List[Dict], out_dir: str, title: str = '') -> List[str]:
@@ -420,6 +699,18 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = machine_description(args)
+    if args.profile:
+        return run_profile(args)
+    if args.gpu:
+        rows = gpu_rows(args)
+        print(f'# {machine}; cudnn.benchmark {args.device.startswith("cuda")}, TF32 matmul '
+              f'{torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}; '
+              f'{len(rows)} rows, {sum(len(r.models) for r in rows)} measures, --time-budget '
+              f'{args.time_budget:.0f} s; writing {args.csv}', flush=True)
+        results = run_gpu(args)
+        print(f'\nwrote {args.csv} and {os.path.splitext(args.csv)[0]}.md; elapsed {args.elapsed_s:.0f} s\n')
+        print_gpu_table(results, args.baseline)
+        return results
     if args.targets:
         print(f'# {machine}; eager; median of {args.repeats} interleaved rounds')
         results = run_targets(args)

@@ -146,3 +146,73 @@ def test_spectral_mixer_saves_only_its_inputs_under_autocast(dtype):
     # x cast for pwconv1, its output (StarReLU) and activation (the spectral mixer) in `dtype`, the
     # routing, and the weights cast for autocast (4 * med * 16 * 2 bytes at most).
     assert saved < half_x + 2 * expanded + routing + 4 * med * 16 * 2 + 8 * 1024
+
+
+GPU_COLUMNS = ['precision', 'mode', 'compile', 'img_size', 'batch_size', 'model', 'img_per_sec', 'speed_ratio',
+               'peak_mem_mb', 'mem_ratio', 'warmup_s', 'rounds', 'iters', 'error']
+
+
+def test_gpu_preset_runs_tiny_on_cpu(tmp_path, monkeypatch, capsys):
+    """`--gpu` at --gpu-scale tiny on the CPU: the whole preset path (GPU_ROWS without the compiled and
+    the float16 rows), a CSV row per (precision, mode, compile, size, batch, model), ratios against
+    convformer_s18 in the same row; a model that fails gets its one-line error and the others go on."""
+    real_step = benchmark.Runner.step
+
+    def step(self):
+        if self.name == 'caformer_s18' and self.train and self.autocast_dtype is None:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2 GiB\nsecond line')
+        real_step(self)
+
+    monkeypatch.setattr(benchmark.Runner, 'step', step)
+    csv_path = tmp_path / 'out' / 'benchmark-gpu.csv'
+    benchmark.main(['--gpu', '--device', 'cpu', '--gpu-scale', 'tiny', '--csv', str(csv_path)])
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(csv_path)))
+    assert list(rows[0]) == GPU_COLUMNS
+    expected = [r for r in benchmark.GPU_ROWS if not r.compile and 'fp16' not in r.precision]
+    assert len(expected) == 5
+    assert [(r['precision'], r['mode'], r['img_size'], r['model']) for r in rows] == [
+        (r.precision, r.mode, str(benchmark.GPU_TINY_SIZES[r.img_size]), m) for r in expected for m in r.models]
+    assert {r['batch_size'] for r in rows} == {'2'} and {r['compile'] for r in rows} == {'0'}
+    for r in rows:
+        if r['model'] == 'caformer_s18' and r['mode'] == 'train' and r['precision'] == 'float32':
+            assert r['error'] == 'OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB'
+            assert r['img_per_sec'] == 'nan'
+            continue
+        assert r['error'] == '' and float(r['img_per_sec']) > 0 and float(r['peak_mem_mb']) >= 0
+        assert float(r['warmup_s']) > 0 and float(r['speed_ratio']) > 0
+        if r['model'] == 'convformer_s18':
+            assert float(r['speed_ratio']) == 1.0
+    table = (tmp_path / 'out' / 'benchmark-gpu.md').read_text()
+    assert table.count('\n| ') == len(rows) + 1 and 'OutOfMemoryError' in table
+    assert out.rstrip().endswith(table.rstrip()) and 'elapsed' in out
+
+
+def test_gpu_preset_rows_and_budget(tmp_path, capsys):
+    """The full-size rows (what --gpu measures on a GPU), --models / --precisions filters, and a
+    --time-budget that is spent: every model is recorded as skipped, nothing built."""
+    args = benchmark.parse_args(['--gpu', '--device', 'cpu', '--gpu-scale', 'tiny'])
+    args.gpu_scale, args.precisions = 'full', list(benchmark.PRECISIONS)
+    rows = benchmark.gpu_rows(args)
+    assert rows == benchmark.GPU_ROWS and len(rows) == 13
+    assert {(r.precision, r.mode, r.img_size, r.batch) for r in rows if r.compile} == {
+        ('bf16-autocast', 'infer', 224, 256), ('bf16-autocast', 'train', 224, 128)}
+    assert all(r.models[0] == 'convformer_s18' for r in rows)
+    args.models, args.precisions = ['dfformer_s18', 'gfformer_s18'], ['float32']
+    assert [r.models for r in benchmark.gpu_rows(args)] == [('convformer_s18', 'dfformer_s18', 'gfformer_s18')] * 2
+    csv_path = tmp_path / 'b.csv'
+    benchmark.main(['--gpu', '--device', 'cpu', '--gpu-scale', 'tiny', '--precisions', 'float32',
+                    '--time-budget', '0.001', '--csv', str(csv_path)])
+    rows = list(csv.DictReader(open(csv_path)))
+    assert len(rows) == 8 and all(r['error'].startswith('skipped: ') for r in rows)
+    with pytest.raises(SystemExit):
+        benchmark.main(['--gpu', '--device', 'cpu'])
+    assert '--gpu-scale tiny' in capsys.readouterr().err
+
+
+def test_profile_writes_tables_on_cpu(tmp_path, capsys):
+    benchmark.main(['--profile', 'dfformer_s18', '--device', 'cpu', '--gpu-scale', 'tiny',
+                    '--profile-dir', str(tmp_path)])
+    text = (tmp_path / 'profile-dfformer_s18.txt').read_text()
+    assert '# step of dfformer_s18:' in text and 'top 25 ops by their own host (CPU) time' in text
+    assert 'aten::' in text and 'wrote' in capsys.readouterr().out
