@@ -17,9 +17,10 @@ and train.lock, which a run holds while it runs: a second run of the same --expe
 start or a resume) is refused in one line meanwhile.
 The log's first lines say the epochs (incl. cooldown), optimizer, lr, batch, input size and weights.
 
-On SIGTERM or SIGUSR1 every rank finishes its step, rank 0 writes a step-exact checkpoint and the
-run exits with code 75 (engine.resume.EXIT_PREEMPTED); `--resume auto --experiment NAME` continues
-it at the next step with the same data order and random state (see docs/training.md, "Preemption and `--resume auto`").
+On SIGTERM or SIGUSR1 every rank finishes its step (several processes: the next one too), rank 0
+writes a step-exact checkpoint and the run exits with code 75 (engine.resume.EXIT_PREEMPTED);
+`--resume auto --experiment NAME` continues it at the next step with the same data order and
+random state (see docs/training.md, "Preemption and `--resume auto`").
 """
 import argparse
 import logging
@@ -61,6 +62,7 @@ from engine.evaluate import evaluate
 from engine.files import atomic_open, no_space_as_error
 from engine.resume import (
     Preempted,
+    StopFlag,
     gather_to_primary,
     read_resume_state,
     resume_command,
@@ -313,10 +315,12 @@ def resume_point(args, epoch: int, step: int, losses=None) -> dict:
                       'ranks': ranks}
 
 
-def stop_run(args, checkpoint: str, epoch: int, step: int, argv):
+def stop_run(args, checkpoint: str, epoch: int, step: int, argv, stop_flag=None):
     """After a stop signal: wait for rank 0's checkpoint (its path comes with the broadcast), then
     end every rank with one line naming it and the command that continues the run."""
     path = [checkpoint]
+    if stop_flag is not None:
+        stop_flag.drain()  # (its all-reduce in flight, before the groups go)
     if args.distributed:
         torch.distributed.broadcast_object_list(path, src=0)
         torch.distributed.destroy_process_group()
@@ -335,16 +339,49 @@ def epoch_log_interval(num_batches: int, log_interval: int) -> int:
     return max(1, min(log_interval, math.ceil(num_batches / 4)))
 
 
+class StepLosses:
+    """The epoch's running train loss without a device-to-host wait per step: each step's loss stays
+    on the device (detached) until read() fetches all those pending in one transfer, at log steps,
+    before any checkpoint and at the epoch's end. read() is also the non-finite-loss check: it
+    raises NonFiniteLossError naming the first step whose loss was not finite. (Checked where it is
+    read rather than one step late: reading the previous step's loss would still wait on the device
+    every step, as a copy to the host waits for all the work queued before it, this step's backward
+    included. A bad loss makes the run step on with NaN weights until the next read, none of which
+    is saved.) The sums are those of a loss.item() per step: the same floats, added in the same order."""
+
+    def __init__(self, epoch: int):
+        self.epoch, self.meter, self.pending = epoch, utils.AverageMeter(), []
+
+    def add(self, step: int, loss: torch.Tensor, n: int):
+        self.pending.append((step, loss.detach(), n))
+
+    def read(self) -> utils.AverageMeter:
+        """The meter (val: the last step's loss; sum, count, avg: the epoch's) with every step added."""
+        pending, self.pending = self.pending, []
+        if pending:
+            for (step, _, n), value in zip(pending, torch.stack([loss for _, loss, _ in pending]).tolist()):
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f'loss is {value} at epoch {self.epoch} step {step}: lower --lr, add --clip-grad or check '
+                        'the data; the last checkpoint is intact')
+                self.meter.update(value, n)
+        return self.meter
+
+
 def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_scheduler, saver, amp_autocast,
                     loss_scaler, model_ema, mixup_fn, num_batches, sampler=None, start_step=0, rank_state=None,
-                    argv=()):
+                    argv=(), stop_flag=None):
     if args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
         if args.prefetcher and loader.mixup_enabled:
             loader.mixup_enabled = False
         elif mixup_fn is not None:
             mixup_fn.mixup_enabled = False
     model.train()
-    losses, batch_time, data_time = utils.AverageMeter(), utils.AverageMeter(), utils.AverageMeter()
+    # No device-to-host wait in a step but at its log line (the loss) and its checkpoint, if any:
+    # the losses are read in batches (StepLosses), the stop flag a step late (StopFlag).
+    step_losses, batch_time, data_time = StepLosses(epoch), utils.AverageMeter(), utils.AverageMeter()
+    losses = step_losses.meter
+    stop_flag = stop_flag or StopFlag(args.distributed)
     num_updates = epoch * num_batches + start_step
     # Random state of a resumed run: restored where the interrupted run saved it, i.e. before the
     # epoch's loader iterator is made (it draws a seed) at an epoch start, after it mid-epoch.
@@ -359,8 +396,11 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
         losses.sum, losses.count = rank_state['loss']
         losses.avg = losses.sum / max(1, losses.count)
     interval = epoch_log_interval(num_batches, args.log_interval)
-    end = logged = time.time()
+    end = logged = since = time.time()
+    steps_since = 0  # (since: when the first of them began)
     for step, (input, target) in zip(range(start_step, num_batches), batches):
+        if not steps_since:
+            since = end
         data_time.update(time.time() - end)
         if not args.prefetcher:
             input, target = input.to(device), target.to(device)
@@ -370,10 +410,6 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
             input = input.contiguous(memory_format=torch.channels_last)
         with amp_autocast():
             loss = loss_fn(model(input), target)
-        if not math.isfinite(loss.item()):
-            raise NonFiniteLossError(
-                f'loss is {loss.item()} at epoch {epoch} step {step}: lower --lr, add --clip-grad or check the data; '
-                'the last checkpoint is intact')
         optimizer.zero_grad(set_to_none=True)
         if loss_scaler is not None:
             loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
@@ -386,31 +422,41 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, lr_s
         if model_ema is not None:
             model_ema.update(model, step=num_updates)
         num_updates += 1
-        losses.update(loss.item(), input.size(0))
+        step_losses.add(step, loss, input.size(0))
         batch_time.update(time.time() - end)
+        steps_since += 1
         last = step + 1 == num_batches
         if last or step % interval == 0 or step == start_step or (  # (a resumed epoch: its first step too)
                 interval < args.log_interval and time.time() - logged >= SHORT_EPOCH_LOG_SECONDS):
+            step_losses.read()  # (waits for the device: this step's loss)
             logged = time.time()
+            # the rate over the steps since the last line: a step's own time is only that of queueing
+            # its work on an accelerator, until a read like the one above waits for all of it
+            step_time = max(logged - since, 1e-6) / steps_since
             lr = sum(g['lr'] for g in optimizer.param_groups) / len(optimizer.param_groups)
             eta = batch_time.avg * (num_batches - step - 1)
             if utils.is_primary(args):
                 _logger.info(
                     f'Train: {epoch} [{step:>4d}/{num_batches} ({100. * (step + 1) / num_batches:>3.0f}%)]  '
                     f'Loss: {losses.val:#.3g} ({losses.avg:#.3g})  '
-                    f'{input.size(0) * args.world_size / batch_time.val:>7.2f}/s  LR: {lr:.3e}  '
+                    f'{input.size(0) * args.world_size / step_time:>7.2f}/s  LR: {lr:.3e}  '
                     f'Data: {data_time.val:.3f} ({data_time.avg:.3f})  ETA epoch: {eta:.0f}s')
+            steps_since = 0
         if lr_scheduler is not None:
+            # timm's schedulers keep `metric` (scheduler.metric) but none computes a rate from it in
+            # step_update (plateau's ignores it): the average as last read, not a read per step
             lr_scheduler.step_update(num_updates=num_updates, metric=losses.avg)
-        stop = stop_requested(device, args.distributed)
+        stop = stop_flag.poll()
         if stop or args.recovery_interval and (last or (step + 1) % args.recovery_interval == 0):
-            state = resume_point(args, epoch, step + 1, losses)
+            state = resume_point(args, epoch, step + 1, step_losses.read())
             if saver is not None:
                 saver.resume_state = state
                 saver.save_recovery(epoch, batch_idx=step)
             if stop:
-                stop_run(args, saver and saver.curr_recovery_file, epoch, step, argv)
+                stop_run(args, saver and saver.curr_recovery_file, epoch, step, argv, stop_flag)
         end = time.time()
+    step_losses.read()  # (the last step logged it, unless the loader ran short)
+    stop_flag.drain()  # a signal in the last step: seen after the evaluation (train())
     if args.distributed:
         loss_avg = utils.reduce_tensor(torch.tensor([losses.avg], device=device), args.world_size).item()
     else:
@@ -580,6 +626,7 @@ def train(args, argv):
             wandb.init(project=args.experiment or None, name=args.task_name or None, config=plain_args(args))
 
     best_metric, best_epoch = None, None
+    stop_flag = StopFlag(args.distributed)  # (the stop check of each step; a collective to make)
     for epoch in range(start_epoch, num_epochs):
         step = start_step if epoch == start_epoch else 0
         if sampler_train is not None:
@@ -596,7 +643,7 @@ def train(args, argv):
         train_metrics = train_one_epoch(
             epoch, model, loader_train, optimizer, train_loss_fn, args, device, lr_scheduler, saver,
             amp_autocast, loss_scaler, model_ema, mixup_fn, updates_per_epoch, sampler=sampler_train,
-            start_step=step, rank_state=rank_state if epoch == start_epoch else None, argv=argv)
+            start_step=step, rank_state=rank_state if epoch == start_epoch else None, argv=argv, stop_flag=stop_flag)
         eval_metrics = evaluate(model, loader_eval, validate_loss_fn, args, device, amp_autocast)
         if model_ema is not None and not args.model_ema_force_cpu:
             eval_metrics = evaluate(model_ema, loader_eval, validate_loss_fn, args, device, amp_autocast,

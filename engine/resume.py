@@ -41,7 +41,7 @@ def _on_signal(signum, frame):
 
 @contextmanager
 def stop_on_signals():
-    """While the block runs, SIGTERM / SIGUSR1 only request a stop (see stop_requested). Installed
+    """While the block runs, SIGTERM / SIGUSR1 only request a stop (see StopFlag, stop_requested). Installed
     before the loaders start workers, which inherit it: a signal sent to the whole process group
     then does not kill them under the main process."""
     previous = {s: signal.signal(s, _on_signal) for s in STOP_SIGNALS}
@@ -54,13 +54,50 @@ def stop_on_signals():
 
 
 def stop_requested(device: torch.device, distributed: bool) -> bool:
-    """Whether any rank received a stop signal: one MAX all-reduce of the flag per call, on the
-    training device (gloo on CPU, NCCL on CUDA), so every rank stops after the same step."""
+    """Whether any rank received a stop signal: one blocking MAX all-reduce of the flag per call, on
+    the training device (gloo on CPU, NCCL on CUDA), so every rank decides alike. Once an epoch
+    (after its evaluation); the steps use StopFlag, which does not wait."""
     if not distributed:
         return _received['signal'] is not None
     flag = torch.tensor([0 if _received['signal'] is None else 1], dtype=torch.int32, device=device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
+
+
+class StopFlag:
+    """The per-step stop check of the training loop, without a blocking collective per step.
+
+    Single process: the flag itself, no collective. Several: each step issues an asynchronous MAX
+    all-reduce of this rank's flag (a CPU tensor, on a gloo group of its own made once, beside the
+    training's NCCL or gloo group), and the next step waits for it and reads it: by then it has long
+    arrived (the ranks meet in every step's gradient all-reduce), and the training device is never
+    waited on. Every rank reads the same value for the same step, so all stop after the same step:
+    the step after the one in which the signal came (one step later than a blocking check).
+    Call drain() before any other collective that must not overlap it (a checkpoint's broadcast,
+    destroying the process groups)."""
+
+    def __init__(self, distributed: bool):
+        self.distributed = distributed
+        self.group = torch.distributed.new_group(backend='gloo') if distributed else None  # (a collective)
+        self._work, self._flag = None, None
+
+    def poll(self) -> bool:
+        """Whether to stop after this step (call once per step, on every rank)."""
+        if not self.distributed:
+            return _received['signal'] is not None
+        stop = self.drain()
+        self._flag = torch.tensor([0 if _received['signal'] is None else 1], dtype=torch.int32)
+        self._work = torch.distributed.all_reduce(self._flag, op=torch.distributed.ReduceOp.MAX, group=self.group,
+                                                  async_op=True)
+        return stop
+
+    def drain(self) -> bool:
+        """Wait for the all-reduce in flight, if any: whether any rank had a stop signal when it was issued."""
+        if self._work is None:
+            return False
+        self._work.wait()
+        self._work = None
+        return bool(self._flag.numpy()[0])  # (a host tensor, read in place: no device wait)
 
 
 def signal_name() -> str:

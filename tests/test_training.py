@@ -297,3 +297,119 @@ def test_short_epochs_log_often_and_summary_lr_is_the_epochs(tmp_path):
     kept = sorted(p.name for p in (tmp_path / 'run').glob('*.pth.tar'))  # --checkpoint-hist 1: the best epoch's
     assert kept[0] in ('checkpoint-0.pth.tar', 'checkpoint-1.pth.tar') and kept[1:] == [
         'last.pth.tar', 'model_best.pth.tar'], kept
+
+
+OWN_CODE = (os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'engine') + os.sep)
+
+
+def _one_process_group(args):
+    """setup_device for a distributed run of 1 process (gloo, in this process): the training loop's
+    distributed code paths (the stop flag's all-reduce, the checkpoint's gather) without torchrun."""
+    torch.distributed.init_process_group('gloo', store=torch.distributed.HashStore(), rank=0, world_size=1)
+    args.distributed, args.world_size, args.rank, args.local_rank, args.prefetcher = True, 1, 0, 0, False
+    return torch.device('cpu')
+
+
+@pytest.mark.filterwarnings('ignore:Grad strides do not match bucket view strides')  # (DDP, 16 px filters)
+@pytest.mark.parametrize('distributed', [False, True])
+def test_no_device_wait_in_a_step_but_at_its_log_line(tmp_path, monkeypatch, caplog, distributed):
+    """The training loop reads nothing from the device in a step that logs nothing: no .item(),
+    .tolist(), bool() / float() / int() of a tensor from train.py or engine/, and no blocking
+    all-reduce from anywhere (the stop flag's is asynchronous, read a step later); a log step may."""
+    loop = train_script.train_one_epoch.__code__
+    waits = []  # (step, what)
+
+    def in_loop(what, own_code_only=True):
+        caller = sys._getframe(2)
+        if own_code_only and not caller.f_code.co_filename.startswith(OWN_CODE):
+            return
+        frame = caller
+        while frame is not None and frame.f_code is not loop:
+            frame = frame.f_back
+        if frame is not None and 'step' in frame.f_locals:  # (not the epoch's setup: the sampler's order)
+            waits.append((frame.f_locals['step'], what))
+
+    def counted(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, **k):
+            in_loop(name)
+            return original(self, *a, **k)
+        return wrapper
+
+    for name in ('item', 'tolist', '__bool__', '__float__', '__int__'):
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    all_reduce = torch.distributed.all_reduce
+
+    def counted_all_reduce(*a, async_op=False, **k):
+        if not async_op:
+            in_loop('all_reduce', own_code_only=False)
+        return all_reduce(*a, async_op=async_op, **k)
+    monkeypatch.setattr(torch.distributed, 'all_reduce', counted_all_reduce)
+    if distributed:
+        monkeypatch.setattr(train_script, 'setup_device', _one_process_group)
+    try:
+        with caplog.at_level('INFO', logger='train'):
+            train_script.main(['--dataset', 'digits', '--model', 'dfformer_s18', '--img-size', '16', '-b', '8',
+                               '-vb', '400', '-j', '0', '--epochs', '1', '--warmup-epochs', '0', '--cooldown-epochs',
+                               '0', '--max-steps-per-epoch', '12', '--log-interval', '3', '--output', str(tmp_path),
+                               '--experiment', 'run'])
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    logged = {int(m[1]) for m in re.finditer(r'^Train: 0 \[\s*(\d+)/12 ', '\n'.join(caplog.messages), re.MULTILINE)}
+    assert logged == {0, 3, 6, 9, 11}, caplog.messages
+    unlogged = [w for w in waits if w[0] not in logged]
+    assert not unlogged, f'device waits in steps without a log line (step, what): {unlogged}'
+    assert {step for step, _ in waits} <= logged and waits  # (the log steps read the loss)
+    summary = _summary(tmp_path / 'run' / 'summary.csv')
+    assert len(summary) == 1 and math.isfinite(float(summary[0]['train_loss']))
+
+
+@pytest.mark.parametrize('bad_step', [3, 5])
+def test_non_finite_loss_names_its_step_and_no_checkpoint_has_it(tmp_path, monkeypatch, bad_step):
+    """A NaN loss at step 3 (read at the log line of step 4) or 5 (no log line before the recovery
+    checkpoint of step 5, which reads it first): the error names that step and the only checkpoint
+    is step 2's, with finite weights."""
+    from timm.loss import LabelSmoothingCrossEntropy
+    calls = []
+
+    class NanAtStep(LabelSmoothingCrossEntropy):
+        def forward(self, x, target):
+            loss = super().forward(x, target)
+            calls.append(None)
+            return loss * float('nan') if len(calls) == bad_step + 1 else loss
+
+    monkeypatch.setattr(train_script, 'LabelSmoothingCrossEntropy', NanAtStep)
+    with pytest.raises(train_script.NonFiniteLossError, match=rf'^loss is nan at epoch 0 step {bad_step}: lower'):
+        train_script.main(['--dataset', 'digits', '--model', 'dfformer_s18', '--img-size', '16', '-b', '8', '-j', '0',
+                           '--epochs', '1', '--warmup-epochs', '0', '--max-steps-per-epoch', '8', '--log-interval',
+                           '2', '--recovery-interval', '3', '--output', str(tmp_path), '--experiment', 'nan'])
+    saved = sorted(p.name for p in (tmp_path / 'nan').glob('*.pth.tar'))
+    assert saved == ['recovery-0-2.pth.tar'], saved
+    weights = torch.load(tmp_path / 'nan' / saved[0], weights_only=True)['state_dict']
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_torchcompile_trains(tmp_path, monkeypatch):
+    """--torchcompile (inductor, CPU) trains 2 steps and evaluates: the real train.py on a DFFormer
+    of one block per stage with each token mixer of the zoo (dfformer_s18's compile takes minutes)."""
+    from models import DFFormer
+
+    def tiny(args, flag, num_classes, drop_rate, drop_path_rate, img_size):
+        return DFFormer(depths=(1, 1, 1, 1), dims=(16, 32, 48, 64), num_classes=num_classes, drop_rate=drop_rate,
+                        drop_path_rate=drop_path_rate, img_size=img_size,
+                        token_mixers=('sepconv', 'dynamic_filter', 'global_filter', 'dynamic_filter'))
+    monkeypatch.setattr(train_script, 'create_timm_model', tiny)
+    torch._dynamo.reset()
+    try:
+        train_script.main(['--dataset', 'digits', '--model', 'dfformer_s18', '--img-size', '32', '-b', '8', '-vb',
+                           '400', '-j', '0', '--epochs', '1', '--warmup-epochs', '0', '--cooldown-epochs', '0',
+                           '--max-steps-per-epoch', '2', '--torchcompile', '--output', str(tmp_path),
+                           '--experiment', 'compiled'])
+    finally:
+        torch._dynamo.reset()
+    [row] = _summary(tmp_path / 'compiled' / 'summary.csv')
+    assert math.isfinite(float(row['train_loss'])) and float(row['eval_top1']) >= 0
+    assert torch.load(tmp_path / 'compiled' / 'last.pth.tar', weights_only=True)['state_dict'][
+        'head.fc2.weight'].shape[0] == 10  # (saved without torch.compile's wrapper)
